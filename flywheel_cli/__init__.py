@@ -1,0 +1,1 @@
+"""The `flywheel` command line: thin wrappers over flywheel_core and the Dagster instance."""

@@ -1,0 +1,10 @@
+"""`flywheel cells ...` commands."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def cells() -> None:
+    """(placeholder)"""
