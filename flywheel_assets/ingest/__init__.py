@@ -1,0 +1,1 @@
+"""Stage 1: labels and imagery for one (cell, date)."""

@@ -1,0 +1,148 @@
+"""`vhr_chips` and `msi_chips`: the imagery of a (cell, date), chipped and aligned."""
+
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Output,
+    asset,
+)
+from PIL import Image
+
+from flywheel_assets.metadata import preview_metadata
+from flywheel_assets.partitions import SETTINGS, cell_date
+from flywheel_assets.resources import ImageryResource
+from flywheel_core.geo.s2 import cell_polygon
+from flywheel_core.imagery import qa
+from flywheel_core.imagery.mosaic import chips_mosaic
+from flywheel_core.imagery.msi_chips import MSI_CHIP_SCHEMA, S2Scene, iter_msi_chips, msi_arrays
+from flywheel_core.imagery.vhr_chips import VHR_CHIP_SCHEMA, VhrScene, iter_vhr_chips, rows_to_table
+from flywheel_core.partitions import CellDate, window_end
+from flywheel_core.preview import contact_sheet, heat, placeholder, stretch
+
+
+def _check(name: str, result: tuple[bool, dict], severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
+    passed, facts = result
+    return AssetCheckResult(check_name=name, passed=passed, metadata=facts, severity=severity)
+
+
+@asset(
+    partitions_def=cell_date,
+    io_manager_key="lance_io",
+    group_name="ingest",
+    kinds={"lancedb", "raster"},
+    check_specs=[
+        AssetCheckSpec("chips_inside_cell", asset="vhr_chips", description="Every chip centre lies in its cell."),
+        AssetCheckSpec("crs_consistent", asset="vhr_chips", description="One projected metric CRS per partition."),
+        AssetCheckSpec("no_nan_in_bands", asset="vhr_chips", description="No NaN or inf in stored bands."),
+    ],
+)
+def vhr_chips(context: AssetExecutionContext, imagery: ImageryResource) -> Iterator[Output | AssetCheckResult]:
+    """The cell's VHR scene for the date window, cut into chips (size, overlap, GSD: settings)."""
+    part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
+    area = cell_polygon(part.cell)
+    ref = imagery.catalog().find(
+        imagery.vhr_collection, area, part.date, window_end(part.date, SETTINGS.date_grain)
+    )
+    rows: list[dict] = []
+    if ref is None:
+        message = f"no {imagery.vhr_collection} scene covers cell {part.cell} in the window starting {part.date}"
+        context.log.warning(message + ": the partition materializes empty")
+        img: Image.Image = placeholder(message)
+    else:
+        scene = VhrScene(ref.assets["image"], ref.item_id, ref.collection, ref.acquired)
+        context.log.info(f"chipping {ref.item_id} ({ref.coverage:.0%} of the cell covered)")
+        for row in iter_vhr_chips(scene, part.cell, part.date, area, SETTINGS.chips, SETTINGS.s2_level, SETTINGS.h3_resolution):
+            rows.append(row)
+            if len(rows) % 25 == 0:
+                context.log.info(f"{len(rows)} chips read")
+        img = Image.fromarray(chips_mosaic(rows)) if rows else placeholder(f"{ref.item_id}: no chip centre inside the cell")
+    table = rows_to_table(rows, VHR_CHIP_SCHEMA)
+    yield Output(
+        table,
+        metadata={
+            "chips": len(rows),
+            "scene": ref.item_id if ref else "none",
+            "cell_coverage": float(ref.coverage) if ref else 0.0,
+            "chip_size_px": SETTINGS.chips.size_px,
+            "gsd_m": float(rows[0]["gsd_m"]) if rows else 0.0,
+            **preview_metadata(img, imagery.previews_dir, "vhr_chips", part),
+        },
+    )
+    yield _check("chips_inside_cell", qa.chips_inside_cell(rows, area))
+    yield _check("crs_consistent", qa.crs_consistent(rows))
+    yield _check("no_nan_in_bands", qa.nan_count(rows, "image"))
+
+
+def _msi_preview(rows: list[dict]) -> Image.Image:
+    tiles, captions = [], []
+    for r in rows[:8]:
+        refl, idx, _ = msi_arrays(r)
+        tiles.append(stretch(refl[[2, 1, 0]].transpose(1, 2, 0)))
+        captions.append(f"RGB cloud {r['cloud_fraction']:.0%}")
+        tiles.append(heat(idx[list(r["index_names"]).index("pvi")]))
+        captions.append("PVI")
+    return contact_sheet(tiles, captions, tile=96, cols=4)
+
+
+@asset(
+    partitions_def=cell_date,
+    io_manager_key="lance_io",
+    group_name="ingest",
+    kinds={"lancedb", "raster"},
+    check_specs=[
+        AssetCheckSpec("no_nan_in_bands", asset="msi_chips", description="No NaN or inf in reflectance or indices."),
+        AssetCheckSpec("cloud_fraction_reported", asset="msi_chips", description="Cloud fraction from SCL on every chip."),
+        AssetCheckSpec("aligned_to_vhr", asset="msi_chips", description="One MSI chip per VHR chip, same footprint."),
+        AssetCheckSpec("crs_consistent", asset="msi_chips", description="One projected metric CRS per partition."),
+    ],
+)
+def msi_chips(
+    context: AssetExecutionContext, imagery: ImageryResource, vhr_chips: pa.Table
+) -> Iterator[Output | AssetCheckResult]:
+    """Sentinel-2 L2A reflectance, SCL and spectral indices warped onto each VHR chip's footprint."""
+    part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
+    vhr_rows = vhr_chips.drop_columns(["image"]).to_pylist()
+    ref = imagery.catalog().find(
+        imagery.s2_collection, cell_polygon(part.cell), part.date, window_end(part.date, SETTINGS.date_grain)
+    )
+    rows: list[dict] = []
+    if not vhr_rows:
+        message = f"no VHR chips for {part.key}: nothing to align Sentinel-2 to"
+        context.log.warning(message + "; the partition materializes empty")
+        img = placeholder(message)
+    elif ref is None:
+        message = f"no {imagery.s2_collection} scene for cell {part.cell} in the window starting {part.date}"
+        context.log.warning(message + ": the partition materializes empty")
+        img = placeholder(message)
+    else:
+        scene = S2Scene(ref.assets, ref.item_id, ref.collection, ref.acquired)
+        rows = list(iter_msi_chips(scene, vhr_rows))
+        context.log.info(f"{len(rows)} MSI chips from {ref.item_id}")
+        img = _msi_preview(rows)
+    table = pa.Table.from_pylist(rows, schema=MSI_CHIP_SCHEMA) if rows else MSI_CHIP_SCHEMA.empty_table()
+    clouds = [r["cloud_fraction"] for r in rows]
+    yield Output(
+        table,
+        metadata={
+            "chips": len(rows),
+            "scene": ref.item_id if ref else "none",
+            "mean_cloud_fraction": float(np.mean(clouds)) if clouds else 0.0,
+            **preview_metadata(img, imagery.previews_dir, "msi_chips", part),
+        },
+    )
+    nan_refl = qa.nan_count(rows, "reflectance", "float32")
+    nan_idx = qa.nan_count(rows, "indices", "float32")
+    yield _check(
+        "no_nan_in_bands",
+        (nan_refl[0] and nan_idx[0], {"reflectance_non_finite": nan_refl[1]["non_finite_values"], "indices_non_finite": nan_idx[1]["non_finite_values"]}),
+    )
+    yield _check("cloud_fraction_reported", qa.cloud_fraction_reported(rows))
+    yield _check("aligned_to_vhr", qa.aligned(vhr_rows, rows))
+    yield _check("crs_consistent", qa.crs_consistent(rows))

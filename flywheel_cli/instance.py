@@ -1,0 +1,37 @@
+"""The Dagster instance the CLI talks to.
+
+Dynamic partitions live in the instance, so registering cells needs a persistent DAGSTER_HOME;
+without one the CLI uses ./data/dagster_home (the one `make dev` serves) instead of a throwaway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from flywheel_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_dagster_home() -> Path:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str((Settings.from_env().data_dir / "dagster_home").resolve())
+        os.environ["DAGSTER_HOME"] = home
+        log.info("DAGSTER_HOME is not set; using %s", home)
+    path = Path(home)
+    path.mkdir(parents=True, exist_ok=True)
+    project_yaml = Path("dagster.yaml")
+    if not (path / "dagster.yaml").exists() and project_yaml.exists():
+        shutil.copy(project_yaml, path / "dagster.yaml")
+    return path
+
+
+def get_instance() -> DagsterInstance:
+    ensure_dagster_home()
+    return DagsterInstance.get()

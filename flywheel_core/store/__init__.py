@@ -1,0 +1,1 @@
+"""Operational ML storage: LanceDB tables keyed by (cell, date) partitions."""
