@@ -50,7 +50,9 @@ class LanceDBIOManager(ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the LanceDB "
                 "IO manager stores pyarrow Tables or RecordBatchReaders"
             )
-        partition = partition_columns(context.asset_partition_key) if context.has_asset_partitions else {}
+        partition = (
+            partition_columns(context.asset_partition_key) if context.has_asset_partitions else {}
+        )
         db = lance_tables.connect(self.uri)
         result = lance_tables.replace_partition(db, table_name(context.asset_key), obj, partition)
         context.add_output_metadata(

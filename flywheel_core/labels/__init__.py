@@ -1,0 +1,1 @@
+"""Labels as users bring them: reading any label file into the lake's label schema."""
