@@ -33,7 +33,9 @@ def cells() -> None:
 )
 @click.argument("coords", nargs=-1)
 @click.option("--token", "tokens", multiple=True, help="Add a cell by its S2 token (repeatable).")
-@click.option("--from-labels", is_flag=True, help="Add every cell covered by active DuckLake labels.")
+@click.option(
+    "--from-labels", is_flag=True, help="Add every cell covered by active DuckLake labels."
+)
 def add(coords: tuple[str, ...], tokens: tuple[str, ...], from_labels: bool) -> None:
     """Register the cells containing LON LAT [LON LAT ...] (and/or --token, --from-labels)."""
     settings = Settings.from_env()
@@ -65,7 +67,10 @@ def add(coords: tuple[str, ...], tokens: tuple[str, ...], from_labels: bool) -> 
         lon, lat = cell_polygon(token).centroid.coords[0]
         state = "added" if token in new else "already registered"
         click.echo(f"{token}  level {settings.s2_level}  centre {lon:.5f},{lat:.5f}  {state}")
-    click.echo(f"{len(new)} new cell(s); {len(existing) + len(new)} registered in {instance.root_directory}")
+    click.echo(
+        f"{len(new)} new cell(s); {len(existing) + len(new)} registered "
+        f"in {instance.root_directory}"
+    )
 
 
 @cells.command("list")

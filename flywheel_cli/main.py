@@ -7,6 +7,7 @@ import logging
 import click
 
 from flywheel_cli.cells import cells
+from flywheel_cli.demo import demo
 from flywheel_cli.labels import labels
 from flywheel_cli.world import world
 
@@ -22,5 +23,6 @@ def cli(verbose: bool) -> None:
 
 
 cli.add_command(cells)
+cli.add_command(demo)
 cli.add_command(labels)
 cli.add_command(world)

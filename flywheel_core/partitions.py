@@ -42,7 +42,9 @@ class CellDate:
         try:
             parsed = date.fromisoformat(day)
         except ValueError as exc:
-            raise PartitionKeyError(f"partition key {key!r}: {day!r} is not a YYYY-MM-DD date") from exc
+            raise PartitionKeyError(
+                f"partition key {key!r}: {day!r} is not a YYYY-MM-DD date"
+            ) from exc
         return cls(cell, parsed)
 
 

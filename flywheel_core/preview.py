@@ -36,7 +36,10 @@ def heat(values: np.ndarray, vmin: float = -1.0, vmax: float = 1.0) -> np.ndarra
 
 
 def contact_sheet(
-    tiles: Sequence[np.ndarray], captions: Sequence[str] | None = None, tile: int = 128, cols: int = 4
+    tiles: Sequence[np.ndarray],
+    captions: Sequence[str] | None = None,
+    tile: int = 128,
+    cols: int = 4,
 ) -> Image.Image:
     """Grid of (H, W, 3) uint8 tiles, each resized to `tile` px, with optional captions."""
     n = max(len(tiles), 1)
@@ -65,7 +68,10 @@ def _rings(geom: BaseGeometry) -> list[list[tuple[float, float]]]:
 
 
 def vector_map(
-    frame: BaseGeometry, shapes: Sequence[BaseGeometry], points: Sequence[tuple[float, float]] = (), size: int = 512
+    frame: BaseGeometry,
+    shapes: Sequence[BaseGeometry],
+    points: Sequence[tuple[float, float]] = (),
+    size: int = 512,
 ) -> Image.Image:
     """Lon/lat shapes drawn inside `frame` (e.g. a cell), with longitudes scaled by cos(lat)."""
     minx, miny, maxx, maxy = frame.bounds
@@ -74,7 +80,10 @@ def vector_map(
     pad = 12
 
     def px(x: float, y: float) -> tuple[float, float]:
-        return (pad + (x - minx) * k / span * (size - 2 * pad), size - pad - (y - miny) / span * (size - 2 * pad))
+        return (
+            pad + (x - minx) * k / span * (size - 2 * pad),
+            size - pad - (y - miny) / span * (size - 2 * pad),
+        )
 
     img = Image.new("RGB", (size, size), (30, 34, 30))
     draw = ImageDraw.Draw(img)

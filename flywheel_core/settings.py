@@ -58,7 +58,9 @@ class Settings:
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError(f"H3 resolution must be in 0..15, got {self.h3_resolution}")
         if self.date_grain not in ("daily", "weekly", "monthly"):
-            raise ValueError(f"date grain must be daily, weekly or monthly, got {self.date_grain!r}")
+            raise ValueError(
+                f"date grain must be daily, weekly or monthly, got {self.date_grain!r}"
+            )
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,7 +69,9 @@ class Settings:
         return cls(
             data_dir=data_dir,
             lancedb_uri=_env("FLYWHEEL_LANCEDB_URI", str(data_dir / "lancedb")),
-            lake_catalog=_env("FLYWHEEL_LAKE_CATALOG", f"duckdb:{data_dir / 'lake' / 'catalog.ducklake'}"),
+            lake_catalog=_env(
+                "FLYWHEEL_LAKE_CATALOG", f"duckdb:{data_dir / 'lake' / 'catalog.ducklake'}"
+            ),
             lake_data_path=_env("FLYWHEEL_LAKE_DATA_PATH", str(data_dir / "lake" / "files")),
             world_dir=Path(_env("FLYWHEEL_WORLD_DIR", str(data_dir / "world"))),
             s2_level=int(_env("FLYWHEEL_S2_LEVEL", "15")),

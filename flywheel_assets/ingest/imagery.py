@@ -1,6 +1,5 @@
 """`vhr_chips` and `msi_chips`: the imagery of a (cell, date), chipped and aligned."""
 
-
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,7 +26,9 @@ from flywheel_core.partitions import CellDate, window_end
 from flywheel_core.preview import contact_sheet, heat, placeholder, stretch
 
 
-def _check(name: str, result: tuple[bool, dict], severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
+def _check(
+    name: str, result: tuple[bool, dict], severity: AssetCheckSeverity = AssetCheckSeverity.ERROR
+) -> AssetCheckResult:
     passed, facts = result
     return AssetCheckResult(check_name=name, passed=passed, metadata=facts, severity=severity)
 
@@ -38,12 +39,24 @@ def _check(name: str, result: tuple[bool, dict], severity: AssetCheckSeverity = 
     group_name="ingest",
     kinds={"lancedb", "raster"},
     check_specs=[
-        AssetCheckSpec("chips_inside_cell", asset="vhr_chips", description="Every chip centre lies in its cell."),
-        AssetCheckSpec("crs_consistent", asset="vhr_chips", description="One projected metric CRS per partition."),
-        AssetCheckSpec("no_nan_in_bands", asset="vhr_chips", description="No NaN or inf in stored bands."),
+        AssetCheckSpec(
+            "chips_inside_cell",
+            asset="vhr_chips",
+            description="Every chip centre lies in its cell.",
+        ),
+        AssetCheckSpec(
+            "crs_consistent",
+            asset="vhr_chips",
+            description="One projected metric CRS per partition.",
+        ),
+        AssetCheckSpec(
+            "no_nan_in_bands", asset="vhr_chips", description="No NaN or inf in stored bands."
+        ),
     ],
 )
-def vhr_chips(context: AssetExecutionContext, imagery: ImageryResource) -> Iterator[Output | AssetCheckResult]:
+def vhr_chips(
+    context: AssetExecutionContext, imagery: ImageryResource
+) -> Iterator[Output | AssetCheckResult]:
     """The cell's VHR scene for the date window, cut into chips (size, overlap, GSD: settings)."""
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     area = cell_polygon(part.cell)
@@ -52,17 +65,32 @@ def vhr_chips(context: AssetExecutionContext, imagery: ImageryResource) -> Itera
     )
     rows: list[dict] = []
     if ref is None:
-        message = f"no {imagery.vhr_collection} scene covers cell {part.cell} in the window starting {part.date}"
+        message = (
+            f"no {imagery.vhr_collection} scene covers cell {part.cell} "
+            f"in the window starting {part.date}"
+        )
         context.log.warning(message + ": the partition materializes empty")
         img: Image.Image = placeholder(message)
     else:
         scene = VhrScene(ref.assets["image"], ref.item_id, ref.collection, ref.acquired)
         context.log.info(f"chipping {ref.item_id} ({ref.coverage:.0%} of the cell covered)")
-        for row in iter_vhr_chips(scene, part.cell, part.date, area, SETTINGS.chips, SETTINGS.s2_level, SETTINGS.h3_resolution):
+        for row in iter_vhr_chips(
+            scene,
+            part.cell,
+            part.date,
+            area,
+            SETTINGS.chips,
+            SETTINGS.s2_level,
+            SETTINGS.h3_resolution,
+        ):
             rows.append(row)
             if len(rows) % 25 == 0:
                 context.log.info(f"{len(rows)} chips read")
-        img = Image.fromarray(chips_mosaic(rows)) if rows else placeholder(f"{ref.item_id}: no chip centre inside the cell")
+        img = (
+            Image.fromarray(chips_mosaic(rows))
+            if rows
+            else placeholder(f"{ref.item_id}: no chip centre inside the cell")
+        )
     table = rows_to_table(rows, VHR_CHIP_SCHEMA)
     yield Output(
         table,
@@ -97,20 +125,39 @@ def _msi_preview(rows: list[dict]) -> Image.Image:
     group_name="ingest",
     kinds={"lancedb", "raster"},
     check_specs=[
-        AssetCheckSpec("no_nan_in_bands", asset="msi_chips", description="No NaN or inf in reflectance or indices."),
-        AssetCheckSpec("cloud_fraction_reported", asset="msi_chips", description="Cloud fraction from SCL on every chip."),
-        AssetCheckSpec("aligned_to_vhr", asset="msi_chips", description="One MSI chip per VHR chip, same footprint."),
-        AssetCheckSpec("crs_consistent", asset="msi_chips", description="One projected metric CRS per partition."),
+        AssetCheckSpec(
+            "no_nan_in_bands",
+            asset="msi_chips",
+            description="No NaN or inf in reflectance or indices.",
+        ),
+        AssetCheckSpec(
+            "cloud_fraction_reported",
+            asset="msi_chips",
+            description="Cloud fraction from SCL on every chip.",
+        ),
+        AssetCheckSpec(
+            "aligned_to_vhr",
+            asset="msi_chips",
+            description="One MSI chip per VHR chip, same footprint.",
+        ),
+        AssetCheckSpec(
+            "crs_consistent",
+            asset="msi_chips",
+            description="One projected metric CRS per partition.",
+        ),
     ],
 )
 def msi_chips(
     context: AssetExecutionContext, imagery: ImageryResource, vhr_chips: pa.Table
 ) -> Iterator[Output | AssetCheckResult]:
-    """Sentinel-2 L2A reflectance, SCL and spectral indices warped onto each VHR chip's footprint."""
+    """Sentinel-2 L2A reflectance, SCL and indices warped onto each VHR chip's footprint."""
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     vhr_rows = vhr_chips.drop_columns(["image"]).to_pylist()
     ref = imagery.catalog().find(
-        imagery.s2_collection, cell_polygon(part.cell), part.date, window_end(part.date, SETTINGS.date_grain)
+        imagery.s2_collection,
+        cell_polygon(part.cell),
+        part.date,
+        window_end(part.date, SETTINGS.date_grain),
     )
     rows: list[dict] = []
     if not vhr_rows:
@@ -118,7 +165,10 @@ def msi_chips(
         context.log.warning(message + "; the partition materializes empty")
         img = placeholder(message)
     elif ref is None:
-        message = f"no {imagery.s2_collection} scene for cell {part.cell} in the window starting {part.date}"
+        message = (
+            f"no {imagery.s2_collection} scene for cell {part.cell} "
+            f"in the window starting {part.date}"
+        )
         context.log.warning(message + ": the partition materializes empty")
         img = placeholder(message)
     else:
@@ -126,7 +176,11 @@ def msi_chips(
         rows = list(iter_msi_chips(scene, vhr_rows))
         context.log.info(f"{len(rows)} MSI chips from {ref.item_id}")
         img = _msi_preview(rows)
-    table = pa.Table.from_pylist(rows, schema=MSI_CHIP_SCHEMA) if rows else MSI_CHIP_SCHEMA.empty_table()
+    table = (
+        pa.Table.from_pylist(rows, schema=MSI_CHIP_SCHEMA)
+        if rows
+        else MSI_CHIP_SCHEMA.empty_table()
+    )
     clouds = [r["cloud_fraction"] for r in rows]
     yield Output(
         table,
@@ -141,7 +195,13 @@ def msi_chips(
     nan_idx = qa.nan_count(rows, "indices", "float32")
     yield _check(
         "no_nan_in_bands",
-        (nan_refl[0] and nan_idx[0], {"reflectance_non_finite": nan_refl[1]["non_finite_values"], "indices_non_finite": nan_idx[1]["non_finite_values"]}),
+        (
+            nan_refl[0] and nan_idx[0],
+            {
+                "reflectance_non_finite": nan_refl[1]["non_finite_values"],
+                "indices_non_finite": nan_idx[1]["non_finite_values"],
+            },
+        ),
     )
     yield _check("cloud_fraction_reported", qa.cloud_fraction_reported(rows))
     yield _check("aligned_to_vhr", qa.aligned(vhr_rows, rows))

@@ -5,7 +5,6 @@ them to other processes anyway, and a frozen copy with the DuckLake snapshot id 
 downstream step of the partition reproducible.
 """
 
-
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
@@ -23,7 +22,9 @@ from flywheel_resources.ducklake import DuckLakeResource
 
 def with_partition_columns(labels: pa.Table, part: CellDate, snapshot_id: int) -> pa.Table:
     n = labels.num_rows
-    uid = pc.binary_join_element_wise(pa.array([f"{part.key}|"] * n, pa.string()), labels["label_id"], "")
+    uid = pc.binary_join_element_wise(
+        pa.array([f"{part.key}|"] * n, pa.string()), labels["label_id"], ""
+    )
     return (
         labels.append_column("uid", uid)
         .append_column("cell", pa.array([part.cell] * n, pa.string()))
@@ -50,7 +51,8 @@ def seed_labels(
     kinds = pc.value_counts(labels["geometry_type"]).to_pylist() if labels.num_rows else []
     if labels.num_rows == 0:
         context.log.warning(
-            f"no active labels intersect cell {part.cell} as of {part.date}: the partition is empty "
+            f"no active labels intersect cell {part.cell} as of {part.date}: "
+            "the partition is empty "
             "(import labels with `flywheel labels import FILE`)"
         )
     shapes = [wkb.loads(g) for g in labels["prompt_geometry"].to_pylist()]

@@ -28,7 +28,9 @@ def _offsets(extent: int, size: int, stride: int) -> list[int]:
 def chip_windows(width: int, height: int, size: int, overlap: int) -> list[ChipWindow]:
     """Windows of `size` source pixels with `overlap` pixels shared between neighbours."""
     if size <= 0 or not 0 <= overlap < size:
-        raise ValueError(f"need size > 0 and 0 <= overlap < size, got size={size}, overlap={overlap}")
+        raise ValueError(
+            f"need size > 0 and 0 <= overlap < size, got size={size}, overlap={overlap}"
+        )
     if width < size or height < size:
         return []
     stride = size - overlap

@@ -43,11 +43,13 @@ def parse_token(token: str, level: int | None = None) -> s2sphere.CellId:
     if cid.id() == 0 or not cid.is_valid():
         raise InvalidCellError(f"{token!r} is not a valid S2 cell id (bad face or trailing bits)")
     if cid.to_token() != token:
-        raise InvalidCellError(f"{token!r} is not canonical; the canonical token is {cid.to_token()!r}")
+        raise InvalidCellError(
+            f"{token!r} is not canonical; the canonical token is {cid.to_token()!r}"
+        )
     if level is not None and cid.level() != level:
         raise InvalidCellError(
             f"cell {token!r} is at S2 level {cid.level()}, but partitions use level {level} "
-            f"(its level-{level} cells are its children or ancestor; set FLYWHEEL_S2_LEVEL to change)"
+            f"(use its level-{level} children or ancestor; set FLYWHEEL_S2_LEVEL to change)"
         )
     return cid
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pystac
@@ -49,21 +49,25 @@ class StacCatalog:
                     "synthetic world, or point FLYWHEEL_WORLD_DIR / the imagery resource at yours"
                 )
             root = pystac.Catalog.from_file(str(self.path))
-            self._items = [(item.collection_id or "", item) for item in root.get_items(recursive=True)]
+            self._items = [
+                (item.collection_id or "", item) for item in root.get_items(recursive=True)
+            ]
             log.info("STAC catalog %s: %d items", self.path, len(self._items))
         return self._items
 
-    def find(
-        self, collection: str, area: BaseGeometry, start: date, end: date
-    ) -> SceneRef | None:
-        """Best scene of `collection` over `area` in [start, end): most coverage, then fewest clouds."""
-        t0 = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
-        t1 = datetime(end.year, end.month, end.day, tzinfo=timezone.utc)
+    def find(self, collection: str, area: BaseGeometry, start: date, end: date) -> SceneRef | None:
+        """Best scene of `collection` over `area` in [start, end): most coverage, fewest clouds."""
+        t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
+        t1 = datetime(end.year, end.month, end.day, tzinfo=UTC)
         best: SceneRef | None = None
         for coll, item in self._load():
             if coll != collection or item.datetime is None or item.geometry is None:
                 continue
-            when = item.datetime if item.datetime.tzinfo else item.datetime.replace(tzinfo=timezone.utc)
+            when = (
+                item.datetime
+                if item.datetime.tzinfo
+                else item.datetime.replace(tzinfo=UTC)
+            )
             if not t0 <= when < t1:
                 continue
             footprint = shape(item.geometry)

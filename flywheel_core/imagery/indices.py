@@ -22,7 +22,9 @@ def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def compute_indices(bands: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """All indices from surface reflectance bands keyed B02..B12 (float arrays, same shape)."""
-    b02, b03, b04, b08, b11 = (bands[k].astype(np.float32) for k in ("B02", "B03", "B04", "B08", "B11"))
+    b02, b03, b04, b08, b11 = (
+        bands[k].astype(np.float32) for k in ("B02", "B03", "B04", "B08", "B11")
+    )
     mndwi = _nd(b03, b11)
     ndpvi = _nd(0.5 * b02, b08)
     out = {

@@ -20,7 +20,7 @@ SCL_CLOUDS = (8, 9, 10)
 
 
 def radiometry(src: rasterio.io.DatasetReader) -> tuple[float, float]:
-    """(offset, quantification) of a band file; a file without them is treated as baseline < 04.00."""
+    """(offset, quantification) of a band file; none given means baseline < 04.00 (offset 0)."""
     tags = src.tags()
     offset = float(tags.get("BOA_ADD_OFFSET", 0.0))
     quant = float(tags.get("BOA_QUANTIFICATION_VALUE", 10000.0))
@@ -29,7 +29,9 @@ def radiometry(src: rasterio.io.DatasetReader) -> tuple[float, float]:
     return offset, quant
 
 
-def to_reflectance(dn: np.ndarray, offset: float, quant: float, nodata: float | None = 0) -> np.ndarray:
+def to_reflectance(
+    dn: np.ndarray, offset: float, quant: float, nodata: float | None = 0
+) -> np.ndarray:
     """Reflectance from DNs; nodata pixels become NaN for the caller to mask."""
     refl = (dn.astype(np.float32) + np.float32(offset)) / np.float32(quant)
     if nodata is not None:

@@ -100,7 +100,9 @@ def _read_band(href: str, bounds: tuple[float, float, float, float], crs: str) -
         return _Band(data, src.window_transform(win), src.crs, offset, quant, src.nodata)
 
 
-def _warp(band: _Band, dst_transform: Affine, dst_crs: str, shape: tuple[int, int], nearest: bool) -> np.ndarray:
+def _warp(
+    band: _Band, dst_transform: Affine, dst_crs: str, shape: tuple[int, int], nearest: bool
+) -> np.ndarray:
     dst = np.zeros(shape, dtype=band.data.dtype)
     warp_reproject(
         band.data,
@@ -130,7 +132,13 @@ def iter_msi_chips(scene: S2Scene, vhr_rows: list[dict]) -> Iterator[dict]:
     bounds = (min(xs), min(ys), max(xs), max(ys))
     bands = {name: _read_band(scene.assets[name], bounds, crs) for name in (*BANDS, "SCL")}
     offset = bands["B04"].offset
-    log.info("%s: read %d bands over %d chips (BOA_ADD_OFFSET=%s)", scene.scene_id, len(bands), len(vhr_rows), offset)
+    log.info(
+        "%s: read %d bands over %d chips (BOA_ADD_OFFSET=%s)",
+        scene.scene_id,
+        len(bands),
+        len(vhr_rows),
+        offset,
+    )
     for row, (transform, h, w) in zip(vhr_rows, grids, strict=True):
         if row["crs"] != crs:
             raise ValueError(f"chips of one partition mix CRSs: {crs} and {row['crs']}")

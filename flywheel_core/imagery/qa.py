@@ -15,7 +15,9 @@ Facts = dict[str, float | int | str]
 
 def chips_inside_cell(rows: list[dict], cell_area: BaseGeometry) -> tuple[bool, Facts]:
     """Every chip's centre lies in its partition's cell (chips belong to exactly one cell)."""
-    outside = [r["chip_id"] for r in rows if not cell_area.contains(wkb.loads(r["footprint"]).centroid)]
+    outside = [
+        r["chip_id"] for r in rows if not cell_area.contains(wkb.loads(r["footprint"]).centroid)
+    ]
     facts: Facts = {"chips": len(rows), "outside": len(outside)}
     if outside:
         facts["first_outside"] = outside[0]
@@ -46,9 +48,10 @@ def cloud_fraction_reported(rows: list[dict]) -> tuple[bool, Facts]:
     """Every MSI chip reports a cloud fraction in [0, 1]."""
     values = [r.get("cloud_fraction") for r in rows]
     ok = all(v is not None and 0.0 <= v <= 1.0 for v in values)
-    facts: Facts = {"chips": len(rows), "missing_or_out_of_range": sum(
-        1 for v in values if v is None or not 0.0 <= v <= 1.0
-    )}
+    facts: Facts = {
+        "chips": len(rows),
+        "missing_or_out_of_range": sum(1 for v in values if v is None or not 0.0 <= v <= 1.0),
+    }
     if values and ok:
         facts["mean_cloud_fraction"] = float(np.mean(values))
         facts["max_cloud_fraction"] = float(np.max(values))

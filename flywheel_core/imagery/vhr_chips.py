@@ -101,7 +101,13 @@ def iter_vhr_chips(
         crs = src.crs.to_string()
         names = _band_names(src)
         windows = chip_windows(src.width, src.height, src_size, src_overlap)
-        log.info("%s: %d candidate chips of %d px at %.3f m", scene.scene_id, len(windows), chips.size_px, gsd)
+        log.info(
+            "%s: %d candidate chips of %d px at %.3f m",
+            scene.scene_id,
+            len(windows),
+            chips.size_px,
+            gsd,
+        )
         for w in windows:
             window = Window(w.col_off, w.row_off, w.size, w.size)
             wt = src.window_transform(window)

@@ -95,13 +95,12 @@ def test_partition_filter_escapes_quotes():
     assert lt.partition_filter({"cell": "a'b"}) == "cell = 'a''b'"
 
 
-def test_s3_uri_round_trip(s3_server, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("FLYWHEEL_S3_ENDPOINT", s3_server["endpoint"])
-    monkeypatch.setenv("FLYWHEEL_S3_USE_SSL", "false")
-    db = lt.connect(f"s3://{s3_server['bucket']}/lancedb-test")
+def test_s3_uri_round_trip(s3_server, s3_env):
+    uri = s3_env.rstrip("/") + "/lancedb"
+    db = lt.connect(uri)
     lt.replace_partition(db, "t", _rows(**A, n=3), A)
     lt.replace_partition(db, "t", _rows(**A, n=3), A)
-    assert lt.read_partitions(db, "t", [A]).num_rows == 3
+    assert lt.read_partitions(lt.connect(uri), "t", [A]).num_rows == 3
+    prefix = uri.removeprefix(f"s3://{s3_server.bucket}/")
+    keys = s3_server.keys(prefix)
+    assert any(k.endswith(".lance") for k in keys), keys[:5]

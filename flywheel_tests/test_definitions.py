@@ -1,0 +1,59 @@
+"""A snapshot of the whole code location, as users see it in the UI and CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, MultiPartitionsDefinition
+
+from flywheel_assets.definitions import defs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_assets_and_checks_snapshot():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"seed_labels", "vhr_chips", "msi_chips"}
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert checks == {
+        ("vhr_chips", "chips_inside_cell"),
+        ("vhr_chips", "crs_consistent"),
+        ("vhr_chips", "no_nan_in_bands"),
+        ("msi_chips", "no_nan_in_bands"),
+        ("msi_chips", "cloud_fraction_reported"),
+        ("msi_chips", "aligned_to_vhr"),
+        ("msi_chips", "crs_consistent"),
+    }
+    assert graph.get(AssetKey("msi_chips")).parent_keys == {AssetKey("vhr_chips")}
+
+
+def test_every_asset_is_partitioned_by_cell_and_date():
+    for key in defs.resolve_asset_graph().get_all_asset_keys():
+        pdef = defs.resolve_asset_graph().get(key).partitions_def
+        assert isinstance(pdef, MultiPartitionsDefinition)
+        assert [d.name for d in pdef.partitions_defs] == ["cell", "date"]
+
+
+@pytest.mark.slow
+def test_dagster_definitions_validate(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "definitions",
+            "validate",
+            "-m",
+            "flywheel_assets.definitions",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
