@@ -21,7 +21,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject as warp_reproject
 from rasterio.warp import transform_bounds
-from rasterio.windows import from_bounds
+from rasterio.windows import Window, from_bounds
 
 from flywheel_core.imagery.indices import INDEX_NAMES, compute_indices
 from flywheel_core.imagery.l2a import BANDS, cloud_fractions, radiometry, to_reflectance
@@ -92,9 +92,13 @@ def _read_band(href: str, bounds: tuple[float, float, float, float], crs: str) -
     with rasterio.open(href) as src:
         left, bottom, right, top = transform_bounds(crs, src.crs, *bounds, densify_pts=8)
         pad = 2 * abs(src.transform.a)
-        win = from_bounds(left - pad, bottom - pad, right + pad, top + pad, src.transform)
-        win = win.round_offsets("floor").round_lengths("ceil")
-        win = win.intersection(rasterio.windows.Window(0, 0, src.width, src.height))
+        raw = from_bounds(left - pad, bottom - pad, right + pad, top + pad, src.transform)
+        col0, row0 = math.floor(raw.col_off), math.floor(raw.row_off)
+        col1 = math.ceil(raw.col_off + raw.width)
+        row1 = math.ceil(raw.row_off + raw.height)
+        win = Window(col0, row0, col1 - col0, row1 - row0).intersection(
+            Window(0, 0, src.width, src.height)
+        )
         data = src.read(1, window=win)
         offset, quant = radiometry(src)
         return _Band(data, src.window_transform(win), src.crs, offset, quant, src.nodata)

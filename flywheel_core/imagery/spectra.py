@@ -1,0 +1,151 @@
+"""Surface reflectances per land-cover class and sensor band, and their 8-bit VHR appearance.
+
+Values come from /work/shared/spectra.md: "[S]" USGS splib07b resampled to Sentinel-2, "[A]"
+real L2A pixels of PV farms, "ESTIMATE" physically based guesses. Keeping them in one table is
+what makes the two sensors agree: a 10 m pixel is the area average of the same classes the VHR
+scene shows, so a ground-mounted PV farm comes out as the panel/grass mixture real L2A shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from flywheel_core.imagery.landcover import N_CLASSES, LandCover
+
+
+@dataclass(frozen=True)
+class S2Band:
+    name: str
+    resolution_m: int
+    center_nm: int
+    common_name: str | None
+
+
+S2_BANDS: tuple[S2Band, ...] = (
+    S2Band("B02", 10, 490, "blue"),
+    S2Band("B03", 10, 560, "green"),
+    S2Band("B04", 10, 665, "red"),
+    S2Band("B05", 20, 705, "rededge"),
+    S2Band("B06", 20, 740, "rededge"),
+    S2Band("B07", 20, 783, "rededge"),
+    S2Band("B08", 10, 842, "nir"),
+    S2Band("B8A", 20, 865, "nir08"),
+    S2Band("B11", 20, 1610, "swir16"),
+    S2Band("B12", 20, 2190, "swir22"),
+)
+S2_BAND_NAMES: tuple[str, ...] = tuple(b.name for b in S2_BANDS)
+BAND_INDEX: dict[str, int] = {name: i for i, name in enumerate(S2_BAND_NAMES)}
+
+#                               B02  B03  B04  B05  B06  B07  B08  B8A  B11  B12
+_REFLECTANCE: dict[LandCover, tuple[float, ...]] = {
+    # [S] visible; red edge/NIR/SWIR scaled to a satellite canopy (NIR ≈ .40, spectra.md note),
+    # because the lab spectrum's NIR .70 is never seen from orbit.
+    LandCover.GRASS: (0.05, 0.09, 0.04, 0.10, 0.30, 0.38, 0.40, 0.42, 0.24, 0.12),
+    LandCover.DRY_GRASS: (0.13, 0.17, 0.23, 0.26, 0.28, 0.29, 0.31, 0.32, 0.33, 0.24),  # [S]
+    LandCover.SOIL_SAND: (0.28, 0.38, 0.49, 0.51, 0.52, 0.53, 0.53, 0.53, 0.56, 0.50),  # [S]
+    LandCover.SOIL_MUD: (0.21, 0.25, 0.27, 0.28, 0.29, 0.30, 0.30, 0.31, 0.43, 0.45),  # [S]
+    # ESTIMATE: broadleaf canopy, darker than grass in the visible, NIR ≈ .36.
+    LandCover.TREES: (0.03, 0.055, 0.03, 0.08, 0.26, 0.34, 0.36, 0.38, 0.18, 0.08),
+    LandCover.ROAD: (0.08, 0.09, 0.10, 0.11, 0.12, 0.12, 0.12, 0.13, 0.20, 0.21),  # [S]
+    LandCover.WATER: (0.03, 0.04, 0.03, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02),  # [S]
+    LandCover.ROOF_TILE: (0.06, 0.08, 0.17, 0.19, 0.21, 0.22, 0.22, 0.21, 0.25, 0.31),  # [S]
+    LandCover.ROOF_CONCRETE: (0.25, 0.29, 0.32, 0.32, 0.32, 0.32, 0.32, 0.31, 0.34, 0.34),  # [S]
+    LandCover.ROOF_BITUMEN: (0.03, 0.03, 0.03, 0.03, 0.02, 0.02, 0.02, 0.02, 0.03, 0.03),  # [S]
+    LandCover.ROOF_SHINGLE: (0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.10, 0.09, 0.08),  # [S]
+    # [S] black roofing felt (slight slate-blue tint, ESTIMATE): as dark as panels in the
+    # visible, brighter in SWIR.
+    LandCover.ROOF_DARK: (0.045, 0.042, 0.038, 0.04, 0.05, 0.05, 0.05, 0.05, 0.12, 0.13),
+    # [S] greenhouse plastic x 0.8 ("real pixels darker: crops below"); deep B12 drop kept.
+    LandCover.GREENHOUSE: (0.26, 0.34, 0.38, 0.39, 0.39, 0.40, 0.40, 0.41, 0.33, 0.13),
+    # ESTIMATE: glass-covered c-Si module off glint (mono: near black).
+    LandCover.PV_MONO: (0.06, 0.05, 0.045, 0.05, 0.05, 0.05, 0.05, 0.05, 0.10, 0.06),
+    # ESTIMATE: poly-Si, visibly bluer, same NIR/SWIR.
+    LandCover.PV_POLY: (0.09, 0.07, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.10, 0.06),
+}
+
+# ESTIMATE: the ground of a built farm is mown, trampled and shaded by day: a quarter dry grass.
+# With the panels this gives the [A] farm pixel (B02 .07, B04 .06-.08, B08 ≈ .25, NDVI ≈ .6).
+_REFLECTANCE[LandCover.FARM_GRASS] = tuple(
+    round(0.75 * g + 0.25 * d, 4)
+    for g, d in zip(_REFLECTANCE[LandCover.GRASS], _REFLECTANCE[LandCover.DRY_GRASS], strict=True)
+)
+
+# ESTIMATE: optically thick cloud; flat in VNIR, lower in SWIR (ice/water absorption).
+CLOUD_REFLECTANCE: tuple[float, ...] = (0.55, 0.54, 0.53, 0.53, 0.53, 0.53, 0.52, 0.52, 0.38, 0.26)
+
+
+def reflectance_table() -> np.ndarray:
+    """(class code, band) -> reflectance, with zeros for the unused code 0."""
+    table = np.zeros((N_CLASSES, len(S2_BANDS)), dtype=np.float32)
+    for cls, values in _REFLECTANCE.items():
+        table[int(cls)] = values
+    return table
+
+
+def seasonal_factors(day_of_year: int) -> tuple[float, float]:
+    """(visible, NIR) multipliers for vegetation: greener and brighter in NIR around midsummer.
+
+    Mild on purpose: only PV presence and clouds should change a scene much between dates.
+    """
+    s = float(np.sin(2.0 * np.pi * (day_of_year - 80) / 365.25))
+    return 1.0 - 0.06 * s, 1.0 + 0.10 * s
+
+
+# --- VHR (8-bit R, G, B, NIR) --------------------------------------------------------------------
+
+VHR_BANDS: tuple[str, ...] = ("red", "green", "blue", "nir")
+_VHR_SOURCE_BANDS = ("B04", "B03", "B02", "B08")
+# An aerial-camera-like stretch: 8-bit = 255 * (reflectance / white) ** gamma. It lifts dark
+# surfaces the way delivered orthophotos do, so panels land at ≈ 40–90 (spectra.md).
+_VHR_WHITE = (0.55, 0.55, 0.55, 0.80)
+_VHR_GAMMA = 0.65
+
+# Per-class texture amplitude (relative brightness std of the smooth within-object pattern).
+VHR_TEXTURE: dict[LandCover, float] = {
+    LandCover.GRASS: 0.10,
+    LandCover.DRY_GRASS: 0.10,
+    LandCover.FARM_GRASS: 0.12,
+    LandCover.SOIL_SAND: 0.06,
+    LandCover.SOIL_MUD: 0.08,
+    LandCover.TREES: 0.30,
+    LandCover.ROAD: 0.04,
+    LandCover.WATER: 0.05,
+    LandCover.ROOF_TILE: 0.05,
+    LandCover.ROOF_CONCRETE: 0.05,
+    LandCover.ROOF_BITUMEN: 0.06,
+    LandCover.ROOF_SHINGLE: 0.05,
+    LandCover.ROOF_DARK: 0.04,
+    LandCover.GREENHOUSE: 0.03,
+    LandCover.PV_MONO: 0.03,
+    LandCover.PV_POLY: 0.04,
+}
+
+# 8-bit colour of module frame lines (lighter than the cells) and of a specular glint.
+VHR_FRAME_LIFT: tuple[float, ...] = (28.0, 30.0, 34.0, 20.0)
+VHR_GLINT: tuple[float, ...] = (255.0, 255.0, 255.0, 235.0)
+VHR_CLOUD: tuple[float, ...] = (238.0, 240.0, 244.0, 225.0)
+
+
+def to_vhr_dn(reflectance: np.ndarray, band: int) -> np.ndarray:
+    """8-bit VHR value of a reflectance in VHR band `band` (0 red, 1 green, 2 blue, 3 nir)."""
+    scaled = np.clip(reflectance / _VHR_WHITE[band], 0.0, 1.0) ** _VHR_GAMMA
+    return (255.0 * scaled).astype(np.float32)
+
+
+def vhr_table() -> np.ndarray:
+    """(class code, VHR band) -> 8-bit value before texture, noise and shadows."""
+    refl = reflectance_table()[:, [S2_BAND_NAMES.index(b) for b in _VHR_SOURCE_BANDS]]
+    out = np.zeros_like(refl)
+    for band in range(len(VHR_BANDS)):
+        out[:, band] = to_vhr_dn(refl[:, band], band)
+    out[0] = 0.0
+    return out
+
+
+def texture_table() -> np.ndarray:
+    table = np.zeros(N_CLASSES, dtype=np.float32)
+    for cls, amp in VHR_TEXTURE.items():
+        table[int(cls)] = amp
+    return table
