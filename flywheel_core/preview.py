@@ -53,7 +53,7 @@ def contact_sheet(
         x, y = (i % cols) * tile, (i // cols) * (tile + cap_h)
         sheet.paste(im, (x, y))
         if captions:
-            draw.text((x + 2, y + tile + 1), captions[i][:22], fill=(230, 230, 230))
+            draw.text((x + 2, y + tile + 1), captions[i][: tile // 6], fill=(230, 230, 230))
     return sheet
 
 

@@ -19,11 +19,11 @@ from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
 from flywheel_core.geo.s2 import cell_polygon
 from flywheel_core.imagery import qa
-from flywheel_core.imagery.mosaic import chips_mosaic
-from flywheel_core.imagery.msi_chips import MSI_CHIP_SCHEMA, S2Scene, iter_msi_chips, msi_arrays
+from flywheel_core.imagery.mosaic import chips_mosaic, msi_mosaics
+from flywheel_core.imagery.msi_chips import MSI_CHIP_SCHEMA, S2Scene, iter_msi_chips
 from flywheel_core.imagery.vhr_chips import VHR_CHIP_SCHEMA, VhrScene, iter_vhr_chips, rows_to_table
 from flywheel_core.partitions import CellDate, window_end
-from flywheel_core.preview import contact_sheet, heat, placeholder, stretch
+from flywheel_core.preview import contact_sheet, placeholder
 
 
 def _check(
@@ -109,14 +109,14 @@ def vhr_chips(
 
 
 def _msi_preview(rows: list[dict]) -> Image.Image:
-    tiles, captions = [], []
-    for r in rows[:8]:
-        refl, idx, _ = msi_arrays(r)
-        tiles.append(stretch(refl[[2, 1, 0]].transpose(1, 2, 0)))
-        captions.append(f"RGB cloud {r['cloud_fraction']:.0%}")
-        tiles.append(heat(idx[list(r["index_names"]).index("pvi")]))
-        captions.append("PVI")
-    return contact_sheet(tiles, captions, tile=96, cols=4)
+    rgb, pvi = msi_mosaics(rows)
+    clouds = float(np.mean([r["cloud_fraction"] for r in rows]))
+    return contact_sheet(
+        [rgb, pvi],
+        [f"S2 true colour, cloud {clouds:.0%}", "PVI (-1 blue .. 0 red)"],
+        tile=320,
+        cols=2,
+    )
 
 
 @asset(

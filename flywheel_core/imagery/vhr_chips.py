@@ -15,6 +15,7 @@ from datetime import date, datetime
 import numpy as np
 import pyarrow as pa
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 from shapely import wkb
@@ -111,7 +112,7 @@ def iter_vhr_chips(
         for w in windows:
             window = Window(w.col_off, w.row_off, w.size, w.size)
             wt = src.window_transform(window)
-            cx, cy = wt * (w.size / 2, w.size / 2)
+            cx, cy = wt @ (w.size / 2, w.size / 2)
             center = reproject(Point(cx, cy), crs, 4326)
             if not cell_area.contains(center):
                 continue
@@ -121,9 +122,9 @@ def iter_vhr_chips(
                 resampling=Resampling.bilinear if w.size != chips.size_px else Resampling.nearest,
             )
             scale = w.size / chips.size_px
-            transform = wt * wt.scale(scale, scale)
-            left, top = wt * (0, 0)
-            right, bottom = wt * (w.size, w.size)
+            transform = wt @ Affine.scale(scale, scale)
+            left, top = wt @ (0, 0)
+            right, bottom = wt @ (w.size, w.size)
             footprint = reproject(box(left, bottom, right, top), crs, 4326)
             chip_id = f"{cell}|{day.isoformat()}|r{w.row_off:05d}c{w.col_off:05d}"
             chip_level = min(s2_level + CHIP_S2_LEVEL_OFFSET, 30)

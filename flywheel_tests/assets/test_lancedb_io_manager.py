@@ -1,6 +1,5 @@
 """The LanceDB IO manager under real Dagster runs (ephemeral instance, in-process executor)."""
 
-
 import lancedb
 import pyarrow as pa
 import pytest
@@ -64,7 +63,9 @@ def _run(instance, uri, cell, assets=(toy,), raise_on_error=True):
 
 
 def _rows(uri, name="toy"):
-    return sorted(lancedb.connect(uri).open_table(name).to_arrow().to_pylist(), key=lambda r: r["uid"])
+    return sorted(
+        lancedb.connect(uri).open_table(name).to_arrow().to_pylist(), key=lambda r: r["uid"]
+    )
 
 
 def test_partition_twice_same_rows_others_untouched(tmp_path, instance):

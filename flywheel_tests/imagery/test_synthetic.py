@@ -104,7 +104,7 @@ def test_different_seed_gives_a_different_world(tmp_path):
 def test_vhr_is_a_valid_cog_on_the_snapped_utm_grid(tiny_world):
     path = tiny_world.vhr_path(TINY_CELL, LATE)
     with rasterio.open(path) as src:
-        assert src.driver == "GTiff" and src.is_tiled
+        assert src.driver == "GTiff" and src.profile.get("tiled", False)
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert src.overviews(1) or max(src.shape) <= src.block_shapes[0][0]
         assert src.crs.to_epsg() == _epsg()
@@ -129,7 +129,7 @@ def test_s2_band_grids_align_with_the_vhr_extent(tiny_world):
             assert src.bounds == bounds, name
             assert src.res == (res, res), name
             assert src.shape == (shape[0] * VHR_GSD_M / res, shape[1] * VHR_GSD_M / res), name
-            assert src.nodata == 0 and src.is_tiled
+            assert src.nodata == 0 and src.profile.get("tiled", False)
             assert src.dtypes[0] == ("uint8" if name == "SCL" else "uint16")
 
 
