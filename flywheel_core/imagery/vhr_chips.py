@@ -27,6 +27,7 @@ from flywheel_core.geo.h3index import h3_cell
 from flywheel_core.geo.projection import reproject
 from flywheel_core.geo.s2 import cell_from_lonlat
 from flywheel_core.settings import ChipSettings
+from flywheel_core.store.lance_tables import pixels_field
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ VHR_CHIP_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("dtype", pa.string()),
         ("band_names", pa.list_(pa.string())),
-        ("image", pa.binary()),
+        pixels_field("image"),
         ("crs", pa.string()),
         ("transform", pa.list_(pa.float64(), 6)),
         ("gsd_m", pa.float64()),

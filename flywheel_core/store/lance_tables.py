@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 KEY_COLUMN = "uid"
 PARTITION_COLUMNS = ("cell", "date")
 
+# Lance's default (v2.1+) compresses large binary values, which makes every random chip read pay
+# for decompression: about 2.5x slower takes for ~2x less disk (bench/chip_read.py). Chips are
+# read many times per write, so pixel columns are stored uncompressed.
+UNCOMPRESSED = {"lance-encoding:compression": "none"}
+
+
+def pixels_field(name: str) -> pa.Field:
+    """A binary column of raw pixel bytes, stored for fast random access."""
+    return pa.field(name, pa.binary(), metadata=UNCOMPRESSED)
+
 
 class PartitionMismatchError(ValueError):
     """Rows that claim another partition than the one being written, or a bad key column."""
