@@ -1,18 +1,42 @@
-"""Entry point of the `flywheel` console script; each command group lives in its own module."""
+"""Entry point of the `flywheel` console script; each command group lives in its own module.
+
+Commands are imported only when invoked: Dagster and LanceDB take seconds to import, which
+`flywheel --help` or `flywheel world generate` should not pay for.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
-from flywheel_cli.cells import cells
-from flywheel_cli.demo import demo
-from flywheel_cli.labels import labels
-from flywheel_cli.world import world
+COMMANDS = {
+    "cells": ("flywheel_cli.cells:cells", "S2 cells: the spatial partitions of every asset."),
+    "demo": ("flywheel_cli.demo:demo", "Build the demo world, import its seeds, materialize it."),
+    "labels": ("flywheel_cli.labels:labels", "Seed labels in DuckLake (the system of record)."),
+    "world": ("flywheel_cli.world:world", "The deterministic synthetic world (offline imagery)."),
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def cli(verbose: bool) -> None:
     """Lightning Lance: the PV segmentation data flywheel."""
@@ -20,9 +44,3 @@ def cli(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-cli.add_command(cells)
-cli.add_command(demo)
-cli.add_command(labels)
-cli.add_command(world)
