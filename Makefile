@@ -37,6 +37,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/chip_read.py
+	$(BIN)/python bench/mask_factory.py
 
 lint: install
 	$(BIN)/ruff check .

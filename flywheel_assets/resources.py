@@ -10,6 +10,7 @@ from pydantic import Field
 from flywheel_core.imagery.catalog import StacCatalog
 from flywheel_core.settings import Settings
 from flywheel_resources.ducklake import DuckLakeResource
+from flywheel_resources.gpu import GPUResource
 from flywheel_resources.lancedb_io import LanceDBIOManager
 
 
@@ -36,4 +37,5 @@ def build_resources() -> dict[str, object]:
         "ducklake": DuckLakeResource(),
         "lance_io": LanceDBIOManager(),
         "imagery": ImageryResource(),
+        "gpu": GPUResource(),
     }

@@ -14,6 +14,7 @@ from dagster import MultiPartitionKey, materialize
 
 from flywheel_assets.ingest.imagery import msi_chips, vhr_chips
 from flywheel_assets.ingest.labels import seed_labels
+from flywheel_assets.masks.assets import sam_masks, training_data
 from flywheel_assets.partitions import S2_CELLS_NAME
 from flywheel_assets.resources import build_resources
 from flywheel_cli.instance import get_instance
@@ -77,7 +78,7 @@ def demo(lon: float, lat: float, n_cells: int, dates: str, seed: int) -> None:
             key = MultiPartitionKey({"cell": cell, "date": day.isoformat()})
             click.echo(f"4/4 materializing {key}")
             res = materialize(
-                [seed_labels, vhr_chips, msi_chips],
+                [seed_labels, vhr_chips, msi_chips, sam_masks, training_data],
                 partition_key=key,
                 instance=instance,
                 resources=resources,
@@ -100,7 +101,8 @@ def demo(lon: float, lat: float, n_cells: int, dates: str, seed: int) -> None:
     click.echo(
         "  make dev                    Dagster UI at http://127.0.0.1:3000 (runs, previews, checks)"
     )
-    click.echo(f"  {settings.lancedb_uri:<27} LanceDB tables seed_labels, vhr_chips, msi_chips")
+    click.echo(f"  {settings.lancedb_uri:<27} LanceDB tables (one per asset)")
+    click.echo("  flywheel eval masks         mask quality against the world's hidden truth")
     click.echo(f"  {settings.data_dir / 'previews'!s:<27} PNG previews per asset and partition")
     click.echo(f"  {settings.lake_catalog:<27} DuckLake catalog (labels, label_imports)")
     if failed:

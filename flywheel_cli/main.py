@@ -14,6 +14,7 @@ import click
 COMMANDS = {
     "cells": ("flywheel_cli.cells:cells", "S2 cells: the spatial partitions of every asset."),
     "demo": ("flywheel_cli.demo:demo", "Build the demo world, import its seeds, materialize it."),
+    "eval": ("flywheel_cli.evaluate:evaluate", "Measure the flywheel against the hidden truth."),
     "labels": ("flywheel_cli.labels:labels", "Seed labels in DuckLake (the system of record)."),
     "world": ("flywheel_cli.world:world", "The deterministic synthetic world (offline imagery)."),
 }

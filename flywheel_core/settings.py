@@ -51,6 +51,11 @@ class Settings:
     date_grain: str = "monthly"
     start_date: date = date(2024, 1, 1)
     chips: ChipSettings = field(default_factory=ChipSettings)
+    split_level: int | None = None  # S2 level of train/val/test blocks; None: one below the cells
+
+    @property
+    def split_block_level(self) -> int:
+        return self.split_level if self.split_level is not None else min(self.s2_level + 1, 30)
 
     def __post_init__(self) -> None:
         if not 1 <= self.s2_level <= 30:
@@ -83,6 +88,7 @@ class Settings:
                 overlap_px=int(_env("FLYWHEEL_CHIP_OVERLAP", "0")),
                 gsd_m=float(gsd) if gsd else None,
             ),
+            split_level=int(split) if (split := os.environ.get("FLYWHEEL_SPLIT_LEVEL")) else None,
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_assets_and_checks_snapshot():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"seed_labels", "vhr_chips", "msi_chips"}
+    assert keys == {"seed_labels", "vhr_chips", "msi_chips", "sam_masks", "training_data"}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
         ("vhr_chips", "chips_inside_cell"),
@@ -28,8 +28,21 @@ def test_assets_and_checks_snapshot():
         ("msi_chips", "cloud_fraction_reported"),
         ("msi_chips", "aligned_to_vhr"),
         ("msi_chips", "crs_consistent"),
+        ("sam_masks", "acceptance_rate"),
+        ("training_data", "split_by_block"),
     }
     assert graph.get(AssetKey("msi_chips")).parent_keys == {AssetKey("vhr_chips")}
+    assert graph.get(AssetKey("sam_masks")).parent_keys == {AssetKey("vhr_chips"), AssetKey("seed_labels")}
+    assert graph.get(AssetKey("training_data")).parent_keys == {
+        AssetKey("vhr_chips"), AssetKey("msi_chips"), AssetKey("sam_masks")
+    }
+
+
+def test_gpu_bound_assets_share_the_gpu_pool():
+    graph = defs.resolve_asset_graph()
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys()}
+    assert pools["sam_masks"] == {"gpu"}
+    assert not pools["vhr_chips"]
 
 
 def test_every_asset_is_partitioned_by_cell_and_date():

@@ -3,46 +3,20 @@
 import geopandas as gpd
 import lancedb
 import pytest
-from dagster import DagsterInstance, MultiPartitionKey, materialize
+from dagster import MultiPartitionKey, materialize
 from shapely import wkb
 
 from flywheel_assets.ingest.imagery import msi_chips, vhr_chips
 from flywheel_assets.ingest.labels import seed_labels
-from flywheel_assets.partitions import S2_CELLS_NAME
-from flywheel_assets.resources import ImageryResource
 from flywheel_core.geo.projection import buffer_m
-from flywheel_core.geo.s2 import cell_from_lonlat, cell_polygon
-from flywheel_core.labels.ingest import import_label_file
-from flywheel_core.lake.connection import LakeConfig, lake_connection
-from flywheel_resources.ducklake import DuckLakeResource
-from flywheel_resources.lancedb_io import LanceDBIOManager
+from flywheel_core.geo.s2 import cell_polygon
+from flywheel_tests.assets.conftest import NOWHERE
 from flywheel_tests.fixtures.world import TINY_CELL, TINY_DATES
 
 LATE = TINY_DATES[1]
-NOWHERE = cell_from_lonlat(12.5, 47.5, 15)  # a registered cell the world has no imagery for
 ASSETS = [seed_labels, vhr_chips, msi_chips]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def env(tiny_world, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ingest")
-    lake = LakeConfig(catalog=f"duckdb:{root / 'catalog.ducklake'}", data_path=str(root / "lake"))
-    with lake_connection(lake) as con:
-        import_label_file(
-            con, tiny_world.seed_labels_path, source="synthetic-seed", s2_level=15, h3_resolution=11
-        )
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(S2_CELLS_NAME, [TINY_CELL, NOWHERE])
-    resources = {
-        "ducklake": DuckLakeResource(catalog=lake.catalog, data_path=lake.data_path),
-        "lance_io": LanceDBIOManager(uri=str(root / "lancedb")),
-        "imagery": ImageryResource(
-            catalog_path=str(tiny_world.catalog_path), previews_dir=str(root / "previews")
-        ),
-    }
-    return {"root": root, "instance": instance, "resources": resources, "world": tiny_world}
 
 
 def _run(env, cell):

@@ -1,0 +1,37 @@
+"""Run configuration of the mask factory, editable in the launchpad or with `--config`."""
+
+import os
+
+from dagster import Config
+from pydantic import Field
+
+from flywheel_core.masks.backends.registry import BACKENDS
+
+
+class MaskFactoryConfig(Config):
+    backend: str = Field(
+        default=os.environ.get("FLYWHEEL_MASK_BACKEND", "classical"),
+        description=f"One of {', '.join(BACKENDS)}.",
+    )
+    model: str = Field(
+        default=os.environ.get("FLYWHEEL_MASK_MODEL", ""),
+        description=(
+            "samgeo: checkpoint file; transformers: model folder or id. Empty or "
+            "'random-vit_b' / 'tiny-random-sam': a random-weight model of the real architecture "
+            "(offline demo and tests; marked untrained)."
+        ),
+    )
+    samgeo_model_type: str = Field(default="vit_b", description="vit_b, vit_l or vit_h.")
+    polygon_prompt: str = Field(default="polygon", description="box, point or polygon.")
+    positive_points: int = 1
+    negative_points: int = 0
+    min_acceptance_rate: float = Field(
+        default=0.5, description="The acceptance_rate check fails the partition below this."
+    )
+
+
+class TrainingDataConfig(Config):
+    negative_ratio: float = Field(default=1.0, description="Negative chips kept per positive.")
+    negative_max_pv_fraction: float = Field(
+        default=0.001, description="A label-free chip with more PV-like pixels is not a negative."
+    )

@@ -1,0 +1,1 @@
+"""The mask factory: prompts from labels, segmentation back ends, refinement and QA."""

@@ -1,0 +1,157 @@
+"""From chips and labels to QA'd masks: prompt, segment, refine, assess, one chip at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from affine import Affine
+from rasterio.features import rasterize
+from shapely import wkb
+from shapely.geometry import box
+
+from flywheel_core.imagery.vhr_chips import chip_image
+from flywheel_core.masks.prompts import PromptSettings, chip_prompts, to_lonlat
+from flywheel_core.masks.qa import AcceptanceRules, assess
+from flywheel_core.masks.refine import RefineSettings, refine
+from flywheel_core.masks.timing import StageTimer
+from flywheel_core.masks.types import MaskBackend
+
+log = logging.getLogger(__name__)
+
+SAM_MASK_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("chip_id", pa.string()),
+        ("label_id", pa.string()),
+        ("cell", pa.string()),
+        ("date", pa.string()),
+        ("backend", pa.string()),
+        ("model_id", pa.string()),
+        ("weights", pa.string()),  # trained | random | none
+        ("prompt_kind", pa.string()),
+        ("label_geometry_type", pa.string()),
+        ("clipped", pa.bool_()),
+        ("prompt_box", pa.list_(pa.float32(), 4)),
+        ("prompt_points", pa.list_(pa.float32())),  # x0, y0, x1, y1, ... in chip pixels
+        ("prompt_point_labels", pa.list_(pa.int8())),
+        ("prompt_geometry", pa.binary()),  # WKB, EPSG:4326
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("raw_mask", pa.binary()),  # np.packbits of the (height, width) bool mask
+        ("mask", pa.binary()),  # refined, packbits
+        ("mask_geometry", pa.binary()),  # refined polygon, WKB EPSG:4326 (null when empty)
+        ("mask_area_m2", pa.float64()),
+        ("iou_with_prompt", pa.float64()),
+        ("predicted_iou", pa.float64()),
+        ("stability_score", pa.float64()),
+        ("area_ratio", pa.float64()),
+        ("accepted", pa.bool_()),
+        ("reason", pa.string()),
+        ("ducklake_snapshot_id", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class FactorySettings:
+    prompts: PromptSettings = field(default_factory=PromptSettings)
+    refine: RefineSettings = field(default_factory=RefineSettings)
+    rules: AcceptanceRules = field(default_factory=AcceptanceRules)
+
+
+def pack(mask: np.ndarray) -> bytes:
+    return np.packbits(mask.astype(bool), axis=None).tobytes()
+
+
+def unpack(data: bytes, height: int, width: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=height * width)
+    return bits.reshape(height, width).astype(bool)
+
+
+def weights_of(backend: MaskBackend) -> str:
+    return getattr(backend, "weights", None) or ("trained" if backend.trained else "random")
+
+
+def labels_meeting(chip: dict, labels: list[dict]) -> list[dict]:
+    """Labels whose prompt footprint's bbox meets the chip's footprint bbox (a cheap prefilter)."""
+    fx0, fy0, fx1, fy1 = wkb.loads(chip["footprint"]).bounds
+    return [
+        lab
+        for lab in labels
+        if lab["bbox_xmin"] <= fx1
+        and lab["bbox_xmax"] >= fx0
+        and lab["bbox_ymin"] <= fy1
+        and lab["bbox_ymax"] >= fy0
+    ]
+
+
+def iter_masks(
+    chips: Iterable[dict],
+    labels: list[dict],
+    backend: MaskBackend,
+    settings: FactorySettings,
+    timer: StageTimer | None = None,
+    snapshot_id: int | None = None,
+) -> Iterator[dict]:
+    """One row per (label, chip) pair, in chip order; chips no label meets cost nothing."""
+    timer = timer or StageTimer()
+    weights = weights_of(backend)
+    for chip in chips:
+        with timer.stage("prompting"):
+            prompts = chip_prompts(labels_meeting(chip, labels), chip, settings.prompts)
+        if not prompts:
+            continue
+        with timer.stage("io"):
+            image = np.ascontiguousarray(chip_image(chip).transpose(1, 2, 0))
+        with timer.stage("model"):
+            raws = backend.segment(image, prompts)
+        transform = Affine(*chip["transform"])
+        gsd = abs(transform.a)
+        h, w = chip["height"], chip["width"]
+        for prompt, raw in zip(prompts, raws, strict=True):
+            with timer.stage("refinement"):
+                region = rasterize([(prompt.region, 1)], out_shape=(h, w), dtype="uint8").astype(
+                    bool
+                )
+                refined, polygon = refine(raw.mask, gsd, settings.refine)
+                qa = assess(refined, region, prompt, raw, gsd, settings.rules)
+                mask_geom = (
+                    to_lonlat(polygon, chip["crs"], transform) if polygon is not None else None
+                )
+                prompt_geom = to_lonlat(
+                    prompt.region.intersection(box(0, 0, w, h)), chip["crs"], transform
+                )
+            yield {
+                "uid": f"{chip['chip_id']}|{prompt.label_id}",
+                "chip_id": chip["chip_id"],
+                "label_id": prompt.label_id,
+                "cell": chip["cell"],
+                "date": chip["date"],
+                "backend": backend.name,
+                "model_id": backend.model_id,
+                "weights": weights,
+                "prompt_kind": prompt.kind,
+                "label_geometry_type": prompt.source_geometry,
+                "clipped": prompt.clipped,
+                "prompt_box": list(prompt.box),
+                "prompt_points": prompt.points.reshape(-1).astype(float).tolist(),
+                "prompt_point_labels": prompt.point_labels.astype(int).tolist(),
+                "prompt_geometry": wkb.dumps(prompt_geom),
+                "height": h,
+                "width": w,
+                "raw_mask": pack(raw.mask),
+                "mask": pack(refined),
+                "mask_geometry": wkb.dumps(mask_geom) if mask_geom is not None else None,
+                "mask_area_m2": qa.area_m2,
+                "iou_with_prompt": qa.iou_with_prompt,
+                "predicted_iou": qa.predicted_iou,
+                "stability_score": qa.stability_score,
+                "area_ratio": qa.area_ratio,
+                "accepted": qa.accepted,
+                "reason": qa.reason,
+                "ducklake_snapshot_id": snapshot_id,
+            }

@@ -1,0 +1,1 @@
+"""Training data and training: samples in Lance, data module, model, metrics."""
