@@ -32,9 +32,14 @@ def test_assets_and_checks_snapshot():
         ("training_data", "split_by_block"),
     }
     assert graph.get(AssetKey("msi_chips")).parent_keys == {AssetKey("vhr_chips")}
-    assert graph.get(AssetKey("sam_masks")).parent_keys == {AssetKey("vhr_chips"), AssetKey("seed_labels")}
+    assert graph.get(AssetKey("sam_masks")).parent_keys == {
+        AssetKey("vhr_chips"),
+        AssetKey("seed_labels"),
+    }
     assert graph.get(AssetKey("training_data")).parent_keys == {
-        AssetKey("vhr_chips"), AssetKey("msi_chips"), AssetKey("sam_masks")
+        AssetKey("vhr_chips"),
+        AssetKey("msi_chips"),
+        AssetKey("sam_masks"),
     }
 
 

@@ -63,11 +63,7 @@ class StacCatalog:
         for coll, item in self._load():
             if coll != collection or item.datetime is None or item.geometry is None:
                 continue
-            when = (
-                item.datetime
-                if item.datetime.tzinfo
-                else item.datetime.replace(tzinfo=UTC)
-            )
+            when = item.datetime if item.datetime.tzinfo else item.datetime.replace(tzinfo=UTC)
             if not t0 <= when < t1:
                 continue
             footprint = shape(item.geometry)
