@@ -1,0 +1,372 @@
+"""Write accepted detections back to the lake as labels, and every decision to `backfill_log`.
+
+One call is one DuckLake transaction, so one snapshot: a training run that records a snapshot id
+sees all of a partition's backfill or none of it, and a failure midway leaves the lake unchanged.
+
+Re-running is harmless:
+- label ids are uuid5 over (model_id, cell, date, round, normalized geometry), so the same
+  detection of the same partition and round maps to the same label, which is inserted only once
+  (and never resurrected: an id already in the lake, even retracted, counts as already present);
+- when deciding, the labels this very batch would produce are left out of the "already labeled"
+  test, and detections are decided best score first against the lake's other active labels
+  plus the batch's earlier acceptances, so a re-run reaches the same decisions;
+- log ids are uuid5 over (asset, model_id, cell, date, round, detection key, decision, reason),
+  so the same decision is logged once; a changed decision (new rules) is logged as a new row.
+
+`backfill_log.snapshot_id` is the lake snapshot the decisions were made against (the one before
+this transaction); the result carries the snapshot the transaction created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import shapely
+
+from flywheel_core.flywheel.acceptance import (
+    AcceptanceRules,
+    ActiveLabels,
+    Decision,
+    Detection,
+    as_geometry,
+    decide,
+)
+from flywheel_core.flywheel.label_rows import model_label_id, model_label_row
+from flywheel_core.flywheel.metrics import PartitionMetrics, compute_metrics
+from flywheel_core.geo.s2 import cell_polygon
+from flywheel_core.labels.geometry import clean_geometry
+from flywheel_core.labels.ids import NAMESPACE, geometry_key
+from flywheel_core.labels.schema import LABEL_COLUMNS, LABELS_SCHEMA
+from flywheel_core.lake.labels import current_snapshot_id, labels_for_cell
+from flywheel_core.lake.migrations import rollback_quietly
+
+__all__ = ["BackfillResult", "backfill", "partition_metrics"]
+
+LOG_NAMESPACE = uuid.uuid5(NAMESPACE, "backfill_log")
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    n_detections: int
+    accepted: int
+    rejected: dict[str, int]  # rule name -> count
+    inserted: int  # new label rows
+    already_present: int  # accepted, but the label id was already in the lake
+    logged: int  # new backfill_log rows (0 on a re-run)
+    snapshot_id: int  # snapshot after the transaction (unchanged if nothing was written)
+    label_ids: tuple[str, ...] = ()  # ids of the accepted labels, new or already present
+    new_cells: tuple[str, ...] = ()  # S2 cells covered by the inserted labels
+    reasons: dict[str, int] = field(default_factory=dict)  # rejection reason text -> count
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def _finite(score: float) -> float:
+    score = float(score)
+    return score if math.isfinite(score) else -math.inf
+
+
+def _metrics_json(metrics: Mapping[str, Any]) -> str:
+    return json.dumps({k: _jsonable(v) for k, v in metrics.items()}, sort_keys=True)
+
+
+def _detection_key(det: Detection) -> str:
+    return f"pred:{det.prediction_id}" if det.prediction_id else f"wkb:{geometry_key(det.geometry)}"
+
+
+def _log_id(
+    asset: str, model_id: str, cell: str, day: dt.date, round_: int, det: Detection, d: Decision
+) -> str:
+    parts = [asset, model_id, cell, day.isoformat(), str(round_), _detection_key(det)]
+    parts += ["accepted" if d.accepted else "rejected", d.reason]
+    return str(uuid.uuid5(LOG_NAMESPACE, "\x1f".join(parts)))
+
+
+def _existing(con: duckdb.DuckDBPyConnection, table: str, column: str, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    view = f"_flywheel_ids_{uuid.uuid4().hex}"
+    con.register(view, pa.table({"id": pa.array(ids, pa.string())}))
+    try:
+        rows = con.execute(
+            f"SELECT t.{column} FROM {table} t SEMI JOIN {view} i ON t.{column} = i.id"
+        ).fetchall()
+    finally:
+        con.unregister(view)
+    return {r[0] for r in rows}
+
+
+def _active_labels_near(
+    con: duckdb.DuckDBPyConnection, bounds: Sequence[float], exclude: set[str]
+) -> ActiveLabels:
+    """Active labels (any source, any install date) whose bbox meets `bounds`."""
+    xmin, ymin, xmax, ymax = bounds
+    rows = con.execute(
+        "SELECT label_id, geometry FROM labels WHERE status = 'active' "
+        "AND bbox_xmax >= ? AND bbox_xmin <= ? AND bbox_ymax >= ? AND bbox_ymin <= ? "
+        "ORDER BY label_id",
+        [xmin, xmax, ymin, ymax],
+    ).fetchall()
+    kept = [(i, g) for i, g in rows if i not in exclude]
+    return ActiveLabels([shapely.from_wkb(g) for _, g in kept], [i for i, _ in kept])
+
+
+def _insert_labels(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    table = pa.Table.from_pylist(rows, schema=LABELS_SCHEMA)
+    view = f"_flywheel_backfill_labels_{uuid.uuid4().hex}"
+    con.register(view, table)
+    try:
+        con.execute(
+            f"INSERT INTO labels ({', '.join(LABEL_COLUMNS)}) "
+            f"SELECT {', '.join(LABEL_COLUMNS)} FROM {view}"
+        )
+    finally:
+        con.unregister(view)
+
+
+_LOG_COLUMNS = (
+    "log_id",
+    "asset",
+    "s2_cell",
+    "partition_date",
+    "round",
+    "model_id",
+    "decision",
+    "reason",
+    "metrics",
+    "run_id",
+    "snapshot_id",
+    "created_at",
+)
+
+
+def _write_log(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    con.executemany(
+        f"INSERT INTO backfill_log ({', '.join(_LOG_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})",
+        [[r[c] for c in _LOG_COLUMNS] for r in rows],
+    )
+
+
+def _repaired(det: Detection) -> Detection:
+    """The detection with its polygon repaired as label imports repair theirs (2-D, valid)."""
+    cleaned = clean_geometry(det.geometry).geometry
+    if cleaned is None or cleaned.equals_exact(det.geometry, 0.0):
+        return det
+    return replace(det, geometry=cleaned)
+
+
+def backfill(
+    con: duckdb.DuckDBPyConnection,
+    detections: Sequence[Mapping[str, Any] | Detection],
+    *,
+    cell: str,
+    date: dt.date,
+    round: int,  # the labels column's name (shadows the builtin here only)
+    model_id: str,
+    rules: AcceptanceRules | None = None,
+    run_id: str | None = None,
+    s2_level: int,
+    h3_resolution: int = 11,
+    asset: str = "validated_backfill",
+) -> BackfillResult:
+    """Decide every detection, insert the accepted ones as labels, log all decisions.
+
+    A detection is a Detection or a dict with `geometry` (WKB, EPSG:4326), `score`, and
+    optionally `area_m2`, `msi_pvi` and `prediction_id`. `s2_level` / `h3_resolution` are the
+    lake's indexing settings (Settings.s2_level / h3_resolution).
+    """
+    rules = rules or AcceptanceRules()
+    day = date.date() if isinstance(date, dt.datetime) else date
+    dets = [
+        _repaired(d if isinstance(d, Detection) else Detection.from_dict(d)) for d in detections
+    ]
+    # Best score first; ties by a content key, so the order (and every decision) is stable.
+    dets.sort(key=lambda d: (-_finite(d.score), _detection_key(d)))
+    ids = [model_label_id(model_id, cell, day, round, d.geometry) for d in dets]
+    base_snapshot = current_snapshot_id(con)
+    created_at = _now()
+    if not dets:
+        return BackfillResult(0, 0, {}, 0, 0, 0, base_snapshot)
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        bounds = shapely.total_bounds(np.asarray([d.geometry for d in dets], dtype=object))
+        active = _active_labels_near(con, bounds, exclude=set(ids))
+        decisions: list[Decision] = []
+        for det, label_id in zip(dets, ids, strict=True):
+            decision = decide(det, active, det.msi_pvi, rules)
+            decisions.append(decision)
+            if decision.accepted:
+                active.add(det.geometry, label_id)
+
+        accepted = [
+            (det, label_id, d)
+            for det, label_id, d in zip(dets, ids, decisions, strict=True)
+            if d.accepted
+        ]
+        accepted_ids = list(dict.fromkeys(label_id for _, label_id, _ in accepted))
+        present = _existing(con, "labels", "label_id", accepted_ids)
+        label_rows: list[dict[str, Any]] = []
+        seen: set[str] = set(present)
+        for det, label_id, _ in accepted:
+            if label_id in seen:
+                continue
+            seen.add(label_id)
+            label_rows.append(
+                model_label_row(
+                    det.geometry,
+                    label_id=label_id,
+                    model_id=model_id,
+                    round_=round,
+                    confidence=float(det.score),
+                    s2_level=s2_level,
+                    h3_resolution=h3_resolution,
+                    created_at=created_at,
+                    source_id=det.prediction_id,
+                    properties={
+                        "cell": cell,
+                        "date": day.isoformat(),
+                        "msi_pvi": _jsonable(det.msi_pvi),
+                        "run_id": run_id,
+                    },
+                )
+            )
+        _insert_labels(con, label_rows)
+
+        log_rows = []
+        for det, label_id, d in zip(dets, ids, decisions, strict=True):
+            metrics = dict(d.metrics)
+            metrics.update(rule=d.rule, label_id=label_id if d.accepted else None)
+            log_rows.append(
+                {
+                    "log_id": _log_id(asset, model_id, cell, day, round, det, d),
+                    "asset": asset,
+                    "s2_cell": cell,
+                    "partition_date": day,
+                    "round": int(round),
+                    "model_id": model_id,
+                    "decision": "accepted" if d.accepted else "rejected",
+                    "reason": d.reason,
+                    "metrics": _metrics_json(metrics),
+                    "run_id": run_id,
+                    "snapshot_id": base_snapshot,
+                    "created_at": created_at,
+                }
+            )
+        log_rows = list({r["log_id"]: r for r in log_rows}.values())
+        logged = _existing(con, "backfill_log", "log_id", [r["log_id"] for r in log_rows])
+        new_log = [r for r in log_rows if r["log_id"] not in logged]
+        _write_log(con, new_log)
+        con.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(con)
+        raise
+
+    rejected = Counter(d.rule for d in decisions if not d.accepted)
+    reasons = Counter(d.reason for d in decisions if not d.accepted)
+    cells = sorted({c for r in label_rows for c in (r["s2_cells"] or [])})
+    return BackfillResult(
+        n_detections=len(dets),
+        accepted=len(accepted),
+        rejected={str(k): v for k, v in sorted(rejected.items())},
+        inserted=len(label_rows),
+        already_present=len(accepted) - len(label_rows),
+        logged=len(new_log),
+        snapshot_id=current_snapshot_id(con),
+        label_ids=tuple(label_id for _, label_id, _ in accepted),
+        new_cells=tuple(cells),
+        reasons=dict(sorted(reasons.items())),
+    )
+
+
+def _as_date(value: Any) -> dt.date | None:
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, dt.datetime):  # includes pandas Timestamp
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value).date()
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value[:10])
+    return None
+
+
+def partition_metrics(
+    con: duckdb.DuckDBPyConnection,
+    detections: Sequence[Mapping[str, Any] | Detection],
+    *,
+    cell: str,
+    date: dt.date,
+    truth: Any | None = None,
+    iou_threshold: float = 0.5,
+    exclude_model_id: str | None = None,
+) -> dict[str, PartitionMetrics]:
+    """Metrics of the detections against the cell's labels (and the hidden truth, if given).
+
+    - "labels": the active polygon labels that meet the cell as of `date` (as `seed_labels`
+      reads them). Point labels have no shape to score IoU against and are left out; labels
+      proposed by `exclude_model_id` are left out so a model is not scored against itself.
+    - "truth" (when `truth` is a GeoDataFrame in EPSG:4326, e.g. the synthetic world's
+      truth_frame): installations meeting the cell and installed by `date` (when the frame has
+      an `install_date` column).
+    """
+    day = date.date() if isinstance(date, dt.datetime) else date
+    preds = [
+        (d if isinstance(d, Detection) else Detection.from_dict(d)).geometry for d in detections
+    ]
+    labels = labels_for_cell(con, cell, day)
+    refs = []
+    for gtype, geom, model in zip(
+        labels.column("geometry_type").to_pylist(),
+        labels.column("geometry").to_pylist(),
+        labels.column("model_id").to_pylist(),
+        strict=True,
+    ):
+        if gtype != "polygon" or (exclude_model_id is not None and model == exclude_model_id):
+            continue
+        refs.append(as_geometry(geom))
+    out = {"labels": compute_metrics(preds, refs, iou_threshold=iou_threshold)}
+    if truth is not None:
+        polygon = cell_polygon(cell)
+        keep = []
+        dates = truth["install_date"].tolist() if "install_date" in truth.columns else None
+        for i, geom in enumerate(truth.geometry.values):
+            if geom is None or geom.is_empty or not geom.intersects(polygon):
+                continue
+            installed = _as_date(dates[i]) if dates is not None else None
+            if installed is not None and installed > day:
+                continue
+            keep.append(geom)
+        out["truth"] = compute_metrics(preds, keep, iou_threshold=iou_threshold)
+    return out
