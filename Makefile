@@ -24,7 +24,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/flywheel demo
+	$(BIN)/flywheel rounds --rounds 3
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
@@ -38,6 +38,8 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/chip_read.py
 	$(BIN)/python bench/mask_factory.py
+	$(BIN)/python bench/train_loader.py
+	$(BIN)/python bench/inference.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,7 +11,8 @@ from flywheel_core.imagery.catalog import StacCatalog
 from flywheel_core.settings import Settings
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
-from flywheel_resources.lancedb_io import LanceDBIOManager
+from flywheel_resources.lancedb_io import LanceDBIOManager, LanceDBResource
+from flywheel_resources.object_store import ObjectStoreResource
 
 
 class ImageryResource(ConfigurableResource):
@@ -33,9 +34,12 @@ class ImageryResource(ConfigurableResource):
 
 
 def build_resources() -> dict[str, object]:
+    lance_uri = Settings.from_env().lancedb_uri
     return {
         "ducklake": DuckLakeResource(),
-        "lance_io": LanceDBIOManager(),
+        "lance_io": LanceDBIOManager(uri=lance_uri),
+        "lancedb": LanceDBResource(uri=lance_uri),
+        "objects": ObjectStoreResource(),
         "imagery": ImageryResource(),
         "gpu": GPUResource(),
     }

@@ -13,8 +13,9 @@ import click
 
 COMMANDS = {
     "cells": ("flywheel_cli.cells:cells", "S2 cells: the spatial partitions of every asset."),
-    "demo": ("flywheel_cli.demo:demo", "Build the demo world, import its seeds, materialize it."),
+    "demo": ("flywheel_cli.demo:demo", "The demo world and three flywheel rounds."),
     "eval": ("flywheel_cli.evaluate:evaluate", "Measure the flywheel against the hidden truth."),
+    "rounds": ("flywheel_cli.rounds:rounds", "Turn the flywheel N rounds and measure each."),
     "labels": ("flywheel_cli.labels:labels", "Seed labels in DuckLake (the system of record)."),
     "world": ("flywheel_cli.world:world", "The deterministic synthetic world (offline imagery)."),
 }

@@ -8,6 +8,7 @@ import pyarrow as pa
 from dagster import (
     AssetKey,
     ConfigurableIOManager,
+    ConfigurableResource,
     InputContext,
     MultiPartitionKey,
     OutputContext,
@@ -80,3 +81,15 @@ class LanceDBIOManager(ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} first"
             )
         return lance_tables.read_partitions(db, name, partitions)
+
+
+class LanceDBResource(ConfigurableResource):
+    """Direct LanceDB access for assets that stream a table (training) rather than load it."""
+
+    uri: str = Field(
+        default_factory=lambda: Settings.from_env().lancedb_uri,
+        description="Same database as the LanceDB IO manager.",
+    )
+
+    def connect(self) -> Any:
+        return lance_tables.connect(self.uri)

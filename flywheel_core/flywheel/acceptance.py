@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 # Rule names in evaluation order; a rejected Decision's `rule` is one of these.
-RULES = ("geometry", "score", "area", "shape", "msi_pvi", "already_labeled")
+RULES = ("geometry", "score", "area", "shape", "msi_pvi", "vhr_spectra", "already_labeled")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,12 @@ class AcceptanceRules:
     min_msi_pvi: float | None = None  # vegetation bound; off by default (see module doc)
     max_iou_with_label: float = 0.1
     max_fraction_in_label: float = 0.3
+    # VHR spectral agreement: mean of (B − R) + ½·(B − NIR) in 8-bit DN over the detection
+    # (the classical mask back end's score). Panels are bluer than red and darker in NIR than in
+    # blue; grey shingle and dark slate roofs, the model's typical false positives, are not.
+    # 15 DN separates them on the demo world (true detections >= 16.6, false <= 13.7); tune
+    # it for other imagery. None switches the rule off (e.g. RGB-only imagery).
+    min_vhr_pv_score: float | None = 15.0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -113,6 +119,7 @@ class Detection:
     area_m2: float | None = None  # as reported by the predictor (the rules re-measure it)
     msi_pvi: float | None = None
     prediction_id: str | None = None
+    vhr_pv_score: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Detection:
@@ -122,6 +129,7 @@ class Detection:
             area_m2=_float_or_none(d.get("area_m2")),
             msi_pvi=_float_or_none(d.get("msi_pvi")),
             prediction_id=None if d.get("prediction_id") is None else str(d["prediction_id"]),
+            vhr_pv_score=_float_or_none(d.get("vhr_pv_score")),
         )
 
 
@@ -248,6 +256,7 @@ def decide(
         "score": float(detection.score),
         "reported_area_m2": detection.area_m2,
         "msi_pvi": pvi,
+        "vhr_pv_score": detection.vhr_pv_score,
     }
     geometry = _polygonal(detection.geometry)
     if geometry is None:
@@ -296,6 +305,14 @@ def decide(
         return _reject(
             "msi_pvi",
             f"msi_pvi: vegetation-like, {pvi:.3f} < min_msi_pvi {rules.min_msi_pvi:g}",
+            metrics,
+        )
+    vhr = detection.vhr_pv_score
+    if vhr is not None and rules.min_vhr_pv_score is not None and vhr < rules.min_vhr_pv_score:
+        return _reject(
+            "vhr_spectra",
+            f"vhr_spectra: PV score {vhr:.1f} DN < min_vhr_pv_score {rules.min_vhr_pv_score:g} "
+            "(not bluer than red / darker in NIR, like a grey or slate roof)",
             metrics,
         )
     if point_hit:

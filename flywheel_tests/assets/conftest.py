@@ -10,7 +10,8 @@ from flywheel_core.labels.ingest import import_label_file
 from flywheel_core.lake.connection import LakeConfig, lake_connection
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
-from flywheel_resources.lancedb_io import LanceDBIOManager
+from flywheel_resources.lancedb_io import LanceDBIOManager, LanceDBResource
+from flywheel_resources.object_store import ObjectStoreResource
 from flywheel_tests.fixtures.world import TINY_CELL
 
 NOWHERE = cell_from_lonlat(12.5, 47.5, 15)  # a registered cell the world has no imagery for
@@ -33,5 +34,7 @@ def env(tiny_world, tmp_path_factory):
             catalog_path=str(tiny_world.catalog_path), previews_dir=str(root / "previews")
         ),
         "gpu": GPUResource(device="cpu", model_dir=str(root / "models")),
+        "lancedb": LanceDBResource(uri=str(root / "lancedb")),
+        "objects": ObjectStoreResource(root=str(root / "objects")),
     }
     return {"root": root, "instance": instance, "resources": resources, "world": tiny_world}

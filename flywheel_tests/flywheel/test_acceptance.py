@@ -104,3 +104,13 @@ def test_first_failed_rule_is_named():
     assert d.rule == "score"
     # Every number is still measured for the log.
     assert {"area_m2", "rectangularity", "overlap_iou", "msi_pvi"} <= set(d.metrics)
+
+
+def test_vhr_spectral_rule_rejects_grey_roofs():
+    geom = square(0, 0, 10)
+    grey = decide(Detection(geom, 0.9, vhr_pv_score=9.3), [], None)
+    assert not grey.accepted and grey.rule == "vhr_spectra" and "9.3 DN" in grey.reason
+    assert decide(Detection(geom, 0.9, vhr_pv_score=24.0), [], None).accepted
+    assert decide(Detection(geom, 0.9), [], None).accepted  # no VHR score: rule not applied
+    off = AcceptanceRules(min_vhr_pv_score=None)
+    assert decide(Detection(geom, 0.9, vhr_pv_score=1.0), [], None, off).accepted

@@ -1,0 +1,100 @@
+"""`validated_backfill`: predictions measured and, where the rules agree, made labels."""
+
+import json
+
+import geopandas as gpd
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+
+from flywheel_assets.partitions import SETTINGS, cell_date
+from flywheel_assets.resources import ImageryResource
+from flywheel_core.flywheel.acceptance import AcceptanceRules
+from flywheel_core.flywheel.backfill import backfill, partition_metrics
+from flywheel_core.lake.models import latest_model, registry_name
+from flywheel_core.lake.predictions import predictions_for
+from flywheel_core.partitions import CellDate
+from flywheel_resources.ducklake import DuckLakeResource
+
+
+def _truth(imagery: ImageryResource) -> gpd.GeoDataFrame | None:
+    """The synthetic world's hidden truth beside its catalog, when there is one."""
+    from pathlib import Path
+
+    path = Path(imagery.catalog_path).parent / "truth.parquet"
+    return gpd.read_parquet(path) if path.exists() else None
+
+
+@asset(
+    partitions_def=cell_date,
+    deps=["predictions", "seed_labels"],
+    group_name="loop",
+    kinds={"ducklake"},
+)
+def validated_backfill(
+    context: AssetExecutionContext, ducklake: DuckLakeResource, imagery: ImageryResource
+) -> MaterializeResult:
+    """Object- and pixel-level metrics per partition; accepted detections become model labels."""
+    part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
+    day = part.date.isoformat()
+    truth = _truth(imagery)
+    with ducklake.connect() as con:
+        model = latest_model(con, registry_name(day))
+        if model is None:
+            raise Failure(
+                f"no model registered for {day}: materialize model_checkpoint[{day}] first"
+            )
+        rows = predictions_for(con, model["model_id"], part.cell, part.date)
+        detections = [
+            {
+                "geometry": r["geometry"],
+                "score": r["score"],
+                "area_m2": r["area_m2"],
+                "msi_pvi": json.loads(r["metrics"] or "{}").get("msi_pvi"),
+                "vhr_pv_score": json.loads(r["metrics"] or "{}").get("vhr_pv_score"),
+                "prediction_id": r["prediction_id"],
+            }
+            for r in rows
+        ]
+        # Measured before the backfill, against the labels the model was trained from.
+        metrics = partition_metrics(
+            con,
+            detections,
+            cell=part.cell,
+            date=part.date,
+            truth=truth,
+            exclude_model_id=model["model_id"],
+        )
+        result = backfill(
+            con,
+            detections,
+            cell=part.cell,
+            date=part.date,
+            round=model["round"],
+            model_id=model["model_id"],
+            rules=AcceptanceRules(),
+            run_id=context.run_id,
+            s2_level=SETTINGS.s2_level,
+            h3_resolution=SETTINGS.h3_resolution,
+        )
+    context.log.info(
+        f"{result.n_detections} detections: {result.accepted} accepted "
+        f"({result.inserted} new labels), rejected {result.rejected}"
+    )
+    flat = {}
+    for ref, m in metrics.items():
+        for k, v in m.as_dict().items():
+            if isinstance(v, int | float):
+                flat[f"{ref}_{k}"] = float(v)
+    return MaterializeResult(
+        metadata={
+            "model_id": model["model_id"],
+            "round": model["round"],
+            "detections": result.n_detections,
+            "accepted": result.accepted,
+            "labels_inserted": result.inserted,
+            "already_present": result.already_present,
+            "rejected": MetadataValue.json(result.rejected),
+            "rejection_reasons": MetadataValue.json(result.reasons),
+            "ducklake_snapshot_id": result.snapshot_id,
+            **flat,
+        }
+    )

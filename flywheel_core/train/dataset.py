@@ -1,0 +1,233 @@
+"""Random access to `training_data` chips in Lance, at a pinned table version.
+
+The dataset never loads the table: at construction it scans only the small key columns (uid,
+split, date, cell and the shape lists) to find the row positions that match the filter, then each
+sample (or each batch, through `__getitems__`) is one `take` of just the pixel columns it needs.
+The version is pinned when the dataset is built, so a training run reads exactly the rows it
+recorded even while new partitions are written, and an old run can be re-read from its version.
+
+The Lance handle is opened lazily per process (keyed by pid), so DataLoader workers, forked or
+spawned, each open their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lance
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from flywheel_core.store.lance_tables import storage_options
+
+log = logging.getLogger(__name__)
+
+BANDS = ("vhr", "vhr+msi")
+INDEX_COLUMNS = ["uid", "split", "date", "cell", "metadata.vhr_shape", "metadata.msi_shape"]
+CHANNEL_COLUMNS = ["metadata.vhr_bands", "metadata.msi_channels"]
+
+Sample = dict[str, Any]
+
+
+def table_uri(lancedb_uri: str, table: str) -> str:
+    """The Lance dataset behind a LanceDB table: `<db uri>/<table>.lance`."""
+    return f"{str(lancedb_uri).rstrip('/')}/{table}.lance"
+
+
+def open_lance(uri: str, version: int | None = None) -> lance.LanceDataset:
+    return lance.dataset(uri, version=version, storage_options=storage_options(uri))
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def row_filter(
+    split: str | None = None, as_of: str | None = None, cells: Sequence[str] | None = None
+) -> str | None:
+    """The SQL predicate a dataset selects (for logs and provenance; selection is done in Arrow)."""
+    parts = []
+    if split is not None:
+        parts.append(f"split = {_quote(split)}")
+    if as_of is not None:
+        parts.append(f"date <= {_quote(as_of)}")
+    if cells is not None:
+        parts.append(f"cell IN ({', '.join(_quote(c) for c in cells)})")
+    return " AND ".join(parts) or None
+
+
+class LanceChipDataset(Dataset):
+    """`training_data` rows as dict(image (C,H,W) float32, mask (1,H,W) float32, uid).
+
+    uri: the Lance dataset (`table_uri(lancedb_uri, "training_data")`).
+    version: the table version to read; None pins the latest at construction (see `.version`).
+    bands: "vhr" (R,G,B,NIR scaled to 0..1) or "vhr+msi" (plus the MSI channels resampled
+        bilinearly to the chip grid).
+    split / as_of / cells: row filter (split equality, ISO `date <= as_of`, cell membership).
+    transform: optional callable applied to each sample dict (e.g. `D4Augment`).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        version: int | None = None,
+        *,
+        split: str | None = None,
+        as_of: str | None = None,
+        cells: Sequence[str] | None = None,
+        bands: str = "vhr",
+        transform: Callable[[Sample], Sample] | None = None,
+    ) -> None:
+        if bands not in BANDS:
+            raise ValueError(f"bands must be one of {BANDS}, got {bands!r}")
+        self.uri = str(uri)
+        self.bands = bands
+        self.split = split
+        self.as_of = as_of
+        self.cells = list(cells) if cells is not None else None
+        self.transform = transform
+        self._ds: lance.LanceDataset | None = None
+        self._pid: int | None = None
+        ds = open_lance(self.uri, version)
+        self.version: int = ds.version
+        self._ds, self._pid = ds, os.getpid()
+
+        keys = ds.to_table(columns=INDEX_COLUMNS)
+        keep = self._selection(keys)
+        positions = np.flatnonzero(keep)
+        self.indices: np.ndarray = positions.astype(np.int64)
+        picked = keys.take(pa.array(positions, pa.int64()))
+        self.uids: list[str] = picked.column("uid").to_pylist()
+        self._vhr_shapes: list[tuple[int, ...]] = [
+            tuple(s) for s in picked.column("metadata.vhr_shape").to_pylist()
+        ]
+        self._msi_shapes: list[tuple[int, ...] | None] = [
+            tuple(s) if s else None for s in picked.column("metadata.msi_shape").to_pylist()
+        ]
+        self.channels: list[str] = self._channel_names(ds)
+        log.debug(
+            "%s@v%d [%s]: %d of %d rows",
+            self.uri,
+            self.version,
+            row_filter(split, as_of, self.cells) or "all",
+            len(self.indices),
+            keys.num_rows,
+        )
+
+    # -- selection ---------------------------------------------------------------------------
+
+    def _selection(self, keys: pa.Table) -> np.ndarray:
+        keep = np.ones(keys.num_rows, dtype=bool)
+        if self.split is not None:
+            keep &= pc.fill_null(pc.equal(keys["split"], self.split), False).to_numpy(
+                zero_copy_only=False
+            )
+        if self.as_of is not None:
+            keep &= pc.fill_null(pc.less_equal(keys["date"], self.as_of), False).to_numpy(
+                zero_copy_only=False
+            )
+        if self.cells is not None:
+            keep &= pc.is_in(keys["cell"], pa.array(self.cells, pa.string())).to_numpy(
+                zero_copy_only=False
+            )
+        return keep
+
+    def _channel_names(self, ds: lance.LanceDataset) -> list[str]:
+        vhr_bands, msi_channels = ["red", "green", "blue", "nir"], []
+        if len(self.indices):
+            row = ds.take([int(self.indices[0])], columns=CHANNEL_COLUMNS).to_pylist()[0]
+            meta = row.get("metadata") or {}
+            vhr_bands = meta.get("vhr_bands") or vhr_bands
+            msi_channels = meta.get("msi_channels") or []
+        if self.bands == "vhr":
+            return list(vhr_bands)
+        return list(vhr_bands) + [f"msi_{c}" for c in msi_channels]
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def row_filter(self) -> str | None:
+        return row_filter(self.split, self.as_of, self.cells)
+
+    # -- per-process handle ------------------------------------------------------------------
+
+    @property
+    def dataset(self) -> lance.LanceDataset:
+        pid = os.getpid()
+        if self._ds is None or self._pid != pid:
+            self._ds, self._pid = open_lance(self.uri, self.version), pid
+        return self._ds
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_ds"], state["_pid"] = None, None
+        return state
+
+    # -- access ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _columns(self) -> list[str]:
+        cols = ["vhr_image_chip", "generated_mask"]
+        return [*cols, "msi_image_chip"] if self.bands == "vhr+msi" else cols
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, items: Sequence[int]) -> list[Sample]:
+        """One Lance `take` for a whole batch (the DataLoader calls this when it exists)."""
+        items = [int(i) for i in items]
+        n = len(self)
+        for i in items:
+            if not -n <= i < n:
+                raise IndexError(f"index {i} out of range for {n} samples")
+        items = [i % n for i in items]
+        rows = self.dataset.take([int(self.indices[i]) for i in items], columns=self._columns())
+        cols = {c: rows.column(c).to_pylist() for c in self._columns()}
+        out = []
+        for j, i in enumerate(items):
+            sample = self._decode(i, {c: cols[c][j] for c in cols})
+            out.append(self.transform(sample) if self.transform is not None else sample)
+        return out
+
+    def _decode(self, i: int, row: dict) -> Sample:
+        shape = self._vhr_shapes[i]
+        _, h, w = shape
+        image = torch.from_numpy(
+            np.frombuffer(row["vhr_image_chip"], np.uint8).reshape(shape).astype(np.float32)
+        ).div_(255.0)
+        mask = np.frombuffer(row["generated_mask"], np.uint8).reshape(h, w)
+        mask_t = torch.from_numpy((mask > 0).astype(np.float32))[None]
+        if self.bands == "vhr+msi":
+            mshape = self._msi_shapes[i]
+            if mshape is None or row["msi_image_chip"] is None:
+                raise ValueError(f"row {self.uids[i]} has no MSI chip but bands='vhr+msi'")
+            msi = torch.from_numpy(
+                np.frombuffer(row["msi_image_chip"], np.float32).reshape(mshape).copy()
+            )
+            msi = torch.nan_to_num(msi, nan=0.0, posinf=0.0, neginf=0.0)
+            msi = F.interpolate(msi[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            image = torch.cat([image, msi])
+        return {"image": image.contiguous(), "mask": mask_t, "uid": self.uids[i]}
+
+    def load_all(self) -> list[Sample]:
+        """Every selected sample, untransformed (for small evaluations and benchmarks)."""
+        transform, self.transform = self.transform, None
+        try:
+            return [
+                s
+                for b in range(0, len(self), 32)
+                for s in self.__getitems__(list(range(b, min(b + 32, len(self)))))
+            ]
+        finally:
+            self.transform = transform
