@@ -18,7 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_assets_and_checks_snapshot():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"seed_labels", "vhr_chips", "msi_chips", "sam_masks", "training_data"}
+    assert keys == {
+        "seed_labels",
+        "vhr_chips",
+        "msi_chips",
+        "sam_masks",
+        "training_data",
+        "model_checkpoint",
+        "predictions",
+        "validated_backfill",
+    }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
         ("vhr_chips", "chips_inside_cell"),
@@ -46,15 +55,24 @@ def test_assets_and_checks_snapshot():
 def test_gpu_bound_assets_share_the_gpu_pool():
     graph = defs.resolve_asset_graph()
     pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys()}
-    assert pools["sam_masks"] == {"gpu"}
+    assert pools["sam_masks"] == pools["model_checkpoint"] == pools["predictions"] == {"gpu"}
     assert not pools["vhr_chips"]
 
 
-def test_every_asset_is_partitioned_by_cell_and_date():
-    for key in defs.resolve_asset_graph().get_all_asset_keys():
-        pdef = defs.resolve_asset_graph().get(key).partitions_def
+def test_every_asset_but_the_model_is_partitioned_by_cell_and_date():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        pdef = graph.get(key).partitions_def
+        if key == AssetKey("model_checkpoint"):  # one training round per date
+            assert not isinstance(pdef, MultiPartitionsDefinition)
+            assert pdef.get_partition_keys()[0] == "2024-01-01"
+            continue
         assert isinstance(pdef, MultiPartitionsDefinition)
         assert [d.name for d in pdef.partitions_defs] == ["cell", "date"]
+
+
+def test_label_sensor_is_registered():
+    assert [s.name for s in defs.sensors] == ["label_snapshot_sensor"]
 
 
 @pytest.mark.slow
