@@ -150,7 +150,7 @@ def sample_panels(
 
 
 def _make_logger(out_dir: Path, run_name: str, config: dict[str, Any]) -> Any:
-    """A W&B run under `out_dir/wandb` (offline unless WANDB_API_KEY is set), wrapped for Lightning."""
+    """A W&B run under `out_dir/wandb`, offline unless WANDB_API_KEY is set, for Lightning."""
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
     from lightning.pytorch.loggers import WandbLogger
