@@ -38,7 +38,6 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/chip_read.py
 	$(BIN)/python bench/mask_factory.py
-	$(BIN)/python bench/train_loader.py
 	$(BIN)/python bench/inference.py
 
 lint: install
