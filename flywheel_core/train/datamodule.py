@@ -40,6 +40,7 @@ class PVDataModule(LightningDataModule):
         seed: int = 0,
         augment: bool = True,
         crop_size: int | None = None,
+        multiprocessing_context: str | None = "forkserver",
     ) -> None:
         super().__init__()
         self.uri = str(uri)
@@ -53,6 +54,10 @@ class PVDataModule(LightningDataModule):
         self.seed = seed
         self.augment = augment
         self.crop_size = crop_size
+        # Lance is not fork-safe (a forked worker can hang in Lance's runtime), so workers start
+        # from a fresh forkserver by default; each costs an import of torch + lance once per
+        # loader (workers persist across epochs). None: the platform default (fork on Linux).
+        self.multiprocessing_context = multiprocessing_context
         self.datasets: dict[str, LanceChipDataset] = {
             split: LanceChipDataset(
                 self.uri,
@@ -121,6 +126,7 @@ class PVDataModule(LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             generator=generator,
+            multiprocessing_context=self.multiprocessing_context if self.num_workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -6,8 +6,11 @@ sample (or each batch, through `__getitems__`) is one `take` of just the pixel c
 The version is pinned when the dataset is built, so a training run reads exactly the rows it
 recorded even while new partitions are written, and an old run can be re-read from its version.
 
-The Lance handle is opened lazily per process (keyed by pid), so DataLoader workers, forked or
-spawned, each open their own.
+The Lance handle is opened lazily per process (keyed by pid), so each DataLoader worker opens its
+own. Start workers with the "forkserver" or "spawn" context (`PVDataModule` does): Lance is not
+fork-safe, and a worker forked from a process that has read Lance can spin forever in Lance's
+runtime (seen here with pylance 14: one `lance_background` thread at 100 % CPU, no batches).
+The module imports only torch, numpy, pyarrow and lance, so a fresh worker starts quickly.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from flywheel_core.store.lance_tables import storage_options
-
 log = logging.getLogger(__name__)
 
 BANDS = ("vhr", "vhr+msi")
@@ -42,7 +43,12 @@ def table_uri(lancedb_uri: str, table: str) -> str:
 
 
 def open_lance(uri: str, version: int | None = None) -> lance.LanceDataset:
-    return lance.dataset(uri, version=version, storage_options=storage_options(uri))
+    options = None
+    if "://" in uri:  # object-store options from the environment (lancedb is slow to import)
+        from flywheel_core.store.lance_tables import storage_options
+
+        options = storage_options(uri)
+    return lance.dataset(uri, version=version, storage_options=options)
 
 
 def _quote(value: str) -> str:

@@ -43,6 +43,7 @@ class TrainConfig:
     encoder_weights: str | None = None  # a local state-dict file; never a download
     bands: str = "vhr"
     epochs: int = 12
+    max_steps: int | None = None  # caps optimizer steps (a round's time then stays flat)
     batch_size: int = 8
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -52,6 +53,7 @@ class TrainConfig:
     as_of_date: str | None = None
     cells: list[str] | None = None
     max_train_batches: int | None = None
+    num_threads: int | None = None  # torch intra-op threads for the round; None: torch's default
     precision: str = "32-true"
     accelerator: str = "cpu"
     deterministic: bool = True
@@ -63,9 +65,10 @@ class TrainConfig:
         base = dict(
             encoder_depth=2,
             decoder_channels=(16, 8),
-            epochs=4,
+            epochs=6,
+            max_steps=None,
             batch_size=4,
-            lr=1e-2,
+            lr=2e-2,
             crop_size=None,
             log_images=2,
         )
@@ -178,10 +181,37 @@ def train_model(
     run_name: str,
     version: int | None = None,
 ) -> TrainResult:
-    """Train one model on `<lance_uri>/<table>` at `version` (latest when None, then recorded)."""
+    """Train one model on `<lance_uri>/<table>` at `version` (latest when None, then recorded).
+
+    Raises `EmptySplitError` when the train split selects nothing; empty val/test splits are
+    skipped and their metrics reported as None.
+    """
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    # Lightning's start-up notes (accelerators, tips) are noise in an asset's log; warnings stay
+    chatty = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = chatty.level
+    try:
+        chatty.setLevel(logging.WARNING)
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        return _train(lance_uri, table, Path(out_dir), config, run_name, version)
+    finally:
+        # leave the process as we found it (Lightning's deterministic=True is process-wide)
+        chatty.setLevel(level)
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(
+    lance_uri: str,
+    table: str,
+    out_dir: Path,
+    config: TrainConfig,
+    run_name: str,
+    version: int | None,
+) -> TrainResult:
     start = time.perf_counter()
-    os.environ.setdefault("WANDB_SILENT", "true")
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.seed, workers=True, verbose=False)
     uri = table_uri(lance_uri, table)
@@ -222,25 +252,25 @@ def train_model(
     )
     wandb_config = {**config.to_dict(), **{f"data/{k}": v for k, v in data_info.items()}}
     logger = _make_logger(out_dir, run_name, wandb_config)
-    has_val = sizes["val"] > 0
-    trainer = L.Trainer(
-        max_epochs=config.epochs,
-        accelerator=config.accelerator,
-        devices=1,
-        precision=config.precision,
-        deterministic=config.deterministic,
-        logger=logger,
-        callbacks=[EpochLog()],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        limit_train_batches=config.max_train_batches or 1.0,
-        **({} if has_val else {"limit_val_batches": 0}),
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        default_root_dir=str(out_dir),
-    )
     try:
+        trainer = L.Trainer(
+            max_epochs=config.epochs,
+            max_steps=config.max_steps or -1,
+            accelerator=config.accelerator,
+            devices=1,
+            precision=config.precision,
+            deterministic=config.deterministic,
+            logger=logger,
+            callbacks=[EpochLog()],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            limit_train_batches=config.max_train_batches or 1.0,
+            **({} if sizes["val"] else {"limit_val_batches": 0}),
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            default_root_dir=str(out_dir),
+        )
         trainer.fit(model, datamodule=dm)
         metrics: dict[str, float | int | None] = {}
         for split in ("train", "val", "test"):
@@ -249,25 +279,27 @@ def train_model(
                 log.info("%s split is empty: no %s metrics", split, split)
                 metrics.update({f"{split}/{k}": None for k in METRIC_NAMES})
                 continue
+            # every split scored the same way: whole chips, no augmentation, final weights
             model.test_prefix = split
             scores = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
             metrics.update({f"{split}/{k}": float(scores[f"{split}/{k}"]) for k in METRIC_NAMES})
         model.test_prefix = "test"
         ckpt = out_dir / "model.ckpt"
         trainer.save_checkpoint(ckpt, weights_only=True)
-        seconds = time.perf_counter() - start
-        metrics["seconds"] = round(seconds, 2)
         panels, captions = sample_panels(model, dm, config.log_images)
         if panels:
             logger.log_image(key="samples", images=panels, caption=captions)
+        seconds = time.perf_counter() - start
         logger.experiment.summary.update(
-            {f"final/{k}": v for k, v in metrics.items() if v is not None}
+            {
+                **{f"final/{k}": v for k, v in metrics.items() if v is not None},
+                "final/seconds": seconds,
+            }
         )
         run_id = logger.experiment.id
         run_dir = Path(logger.experiment.dir).parent
     finally:
         logger.experiment.finish()
-    seconds = time.perf_counter() - start
     log.info(
         "trained %s in %.1fs: %s",
         run_name,

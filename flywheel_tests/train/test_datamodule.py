@@ -51,5 +51,7 @@ def test_empty_train_split_is_a_clear_error(pv_table):
 
 def test_workers(pv_table):
     dm = PVDataModule(pv_table.uri, batch_size=4, num_workers=2)
-    uids = [u for batch in dm.train_dataloader() for u in batch["uid"]]
+    loader = dm.train_dataloader()
+    assert loader.multiprocessing_context.get_start_method() == "forkserver"
+    uids = [u for batch in loader for u in batch["uid"]]
     assert sorted(uids) == sorted(dm.datasets["train"].uids)

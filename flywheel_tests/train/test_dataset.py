@@ -111,7 +111,10 @@ def test_worker_safe_dataloader(pv_table):
     ds = LanceChipDataset(pv_table.uri, split="train")
     clone = pickle.loads(pickle.dumps(ds))
     assert clone._ds is None and clone[0]["uid"] == ds[0]["uid"]
-    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=True)
+    # forkserver, not fork: Lance is not fork-safe (see flywheel_core.train.dataset)
+    loader = DataLoader(
+        ds, batch_size=4, num_workers=2, shuffle=True, multiprocessing_context="forkserver"
+    )
     seen = []
     for batch in loader:
         assert batch["image"].shape[1:] == (4, 64, 64)
