@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import geopandas as gpd
+import numpy as np
 from shapely import wkb
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
@@ -54,9 +55,10 @@ def label_truth(
 ) -> LabelTruth:
     region = unary_union([cell_polygon(c) for c in cells])
     epsg = utm_epsg(region.centroid.x, region.centroid.y)
-    live = truth[
-        (truth["install_date"].astype(str) <= day.isoformat()) & truth.centroid.within(region)
-    ]
+    # centroids per geometry with shapely: GeoSeries.centroid warns on geographic CRSs, and a
+    # centroid-in-region test is exact enough in degrees for installations metres across
+    inside = np.array([region.contains(g.centroid) for g in truth.geometry], dtype=bool)
+    live = truth[(truth["install_date"].astype(str) <= day.isoformat()) & inside]
     truths = [reproject(g, 4326, epsg) for g in live.geometry]
     geoms = [wkb.loads(lab["geometry"]) for lab in labels]
     geoms = [reproject(g, 4326, epsg) for g in geoms if region.contains(g.centroid)]
