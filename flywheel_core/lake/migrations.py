@@ -131,9 +131,55 @@ CREATE TABLE backfill_log (
 )
 """
 
+# One row per raster dataset (a registered file, or a flywheel VHR scene chipped for one cell and
+# date). Written once per registration attempt, at its end: status 'ready' (every check passed)
+# or 'failed' (with `error` and the `checks`), never an in-between state.
+_RASTER_DATASETS = """
+CREATE TABLE raster_datasets (
+    dataset_id VARCHAR NOT NULL,
+    name VARCHAR,
+    kind VARCHAR NOT NULL,
+    uri VARCHAR NOT NULL,
+    cog_uri VARCHAR,
+    converted BOOLEAN,
+    crs VARCHAR,
+    band_count INTEGER,
+    band_names VARCHAR[],
+    dtype VARCHAR,
+    nodata DOUBLE,
+    res_x DOUBLE,
+    res_y DOUBLE,
+    gsd_m DOUBLE,
+    width INTEGER,
+    height INTEGER,
+    footprint BLOB,
+    bbox_xmin DOUBLE,
+    bbox_ymin DOUBLE,
+    bbox_xmax DOUBLE,
+    bbox_ymax DOUBLE,
+    acquired TIMESTAMP,
+    tile_date DATE,
+    checksum_sha256 VARCHAR NOT NULL,
+    size_bytes BIGINT,
+    tile_size INTEGER,
+    tile_overlap INTEGER,
+    tile_count INTEGER,
+    tile_index_uri VARCHAR,
+    lance_table VARCHAR,
+    lance_version BIGINT,
+    params VARCHAR,
+    status VARCHAR NOT NULL,
+    checks VARCHAR,
+    error VARCHAR,
+    created_at TIMESTAMP,
+    updated_at TIMESTAMP
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "labels and label imports", (_LABELS, _LABEL_IMPORTS)),
     Migration(2, "models, predictions and backfill log", (_MODELS, _PREDICTIONS, _BACKFILL_LOG)),
+    Migration(3, "raster datasets", (_RASTER_DATASETS,)),
 )
 
 _LEDGER = (
