@@ -176,10 +176,35 @@ CREATE TABLE raster_datasets (
 )
 """
 
+_HARD_NEGATIVES = """
+CREATE TABLE hard_negatives (
+    candidate_id VARCHAR NOT NULL,
+    s2_cell VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    round INTEGER NOT NULL,
+    model_id VARCHAR,
+    prediction_id VARCHAR,
+    reason VARCHAR NOT NULL,
+    query_uid VARCHAR NOT NULL,
+    neighbour_uid VARCHAR NOT NULL,
+    neighbour_dataset VARCHAR,
+    neighbour_cell VARCHAR,
+    neighbour_date DATE,
+    distance DOUBLE,
+    rank INTEGER,
+    embedding_model_id VARCHAR,
+    trained BOOLEAN,
+    status VARCHAR NOT NULL,
+    run_id VARCHAR,
+    created_at TIMESTAMP
+)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "labels and label imports", (_LABELS, _LABEL_IMPORTS)),
     Migration(2, "models, predictions and backfill log", (_MODELS, _PREDICTIONS, _BACKFILL_LOG)),
     Migration(3, "raster datasets", (_RASTER_DATASETS,)),
+    Migration(4, "hard negatives", (_HARD_NEGATIVES,)),
 )
 
 _LEDGER = (
