@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": ("flywheel_cli.evaluate:evaluate", "Measure the flywheel against the hidden truth."),
     "rounds": ("flywheel_cli.rounds:rounds", "Turn the flywheel N rounds and measure each."),
     "labels": ("flywheel_cli.labels:labels", "Seed labels in DuckLake (the system of record)."),
+    "search": ("flywheel_cli.search:search", "Nearest chips by embedding, with a contact sheet."),
     "world": ("flywheel_cli.world:world", "The deterministic synthetic world (offline imagery)."),
 }
 
