@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/chip_read.py
 	$(BIN)/python bench/mask_factory.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/train_loader.py
 
 lint: install
 	$(BIN)/ruff check .
