@@ -232,14 +232,14 @@ def sql_str(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _and(clauses: Iterable[str | None]) -> str | None:
+def and_clauses(clauses: Iterable[str | None]) -> str | None:
     kept = [c for c in clauses if c]
     if not kept:
         return None
     return " AND ".join(f"({c})" for c in kept)
 
 
-def _in_list(column: str, values: Iterable[str], negate: bool = False) -> str:
+def in_list(column: str, values: Iterable[str], negate: bool = False) -> str:
     items = ", ".join(sql_str(v) for v in sorted(values))
     return f"{column} {'NOT IN' if negate else 'IN'} ({items})"
 
@@ -388,7 +388,9 @@ def point_query(
         f"center_lon >= {lon - dlon!r} AND center_lon <= {lon + dlon!r} AND "
         f"center_lat >= {lat - dlat!r} AND center_lat <= {lat + dlat!r}"
     )
-    near = _rows(tbl, _and([where, box]), ["uid", "date", "footprint", "center_lon", "center_lat"])
+    near = _rows(
+        tbl, and_clauses([where, box]), ["uid", "date", "footprint", "center_lon", "center_lat"]
+    )
     if near.num_rows == 0:
         raise PointNotCoveredError(
             f"no chip within {radius:.0f} m of ({lon}, {lat})"
@@ -491,7 +493,7 @@ def _split_uids(db: lancedb.DBConnection, split: str, filters: SearchFilters) ->
             clauses.append(f"{column} = {sql_str(getattr(filters, column))}")
     if filters.until is not None:
         clauses.append(f"date <= {sql_str(filters.until)}")
-    rows = _rows(db.open_table(TRAINING_TABLE), _and(clauses), ["uid"])
+    rows = _rows(db.open_table(TRAINING_TABLE), and_clauses(clauses), ["uid"])
     return set(rows.column("uid").to_pylist())
 
 
@@ -527,9 +529,9 @@ def _restriction(
     if not denied:
         return None
     return (
-        _in_list("uid", allowed)
+        in_list("uid", allowed)
         if len(allowed) <= len(denied)
-        else _in_list("uid", denied, negate=True)
+        else in_list("uid", denied, negate=True)
     )
 
 
@@ -558,7 +560,7 @@ def _resolve(
             tbl,
             float(point[0]),
             float(point[1]),
-            where=_and(scope.column_clauses()),
+            where=and_clauses(scope.column_clauses()),
             column=column,
             max_distance_m=max_point_distance_m,
         )
@@ -581,12 +583,14 @@ def search(
     refine_factor: int = 10,
     max_point_distance_m: float = MAX_POINT_DISTANCE_M,
     table: str = EMBEDDINGS_TABLE,
+    where: str | None = None,
 ) -> SearchResult:
     """The k chips nearest the query that match `filters`, nearest first.
 
     Give one of `vector`, `chip` (a uid), `point` (lon, lat) or a prepared `query`. `lake` is
     needed only for the label-status filter. The query chip itself is left out unless
-    `include_query`.
+    `include_query`. `where` is an extra SQL predicate on the embedding rows (a caller that runs
+    many searches over one pool can resolve an expensive filter once and pass it here).
     """
     if k < 1:
         raise SearchError(f"k must be at least 1, got {k}")
@@ -598,13 +602,13 @@ def search(
         query = replace(query, vector=as_query_vector(query.vector, vector_width(tbl, column)))
     if filters.model_id is None and query.model_id is not None:
         filters = replace(filters, model_id=query.model_id)
-    clauses = filters.column_clauses()
+    clauses = [*filters.column_clauses(), where]
     if query.uid is not None and not include_query:
         clauses.append(f"uid != {sql_str(query.uid)}")
-    base = _and(clauses)
-    where = _and([base, _restriction(db, tbl, base, filters, lake)])
+    base = and_clauses(clauses)
+    prefilter = and_clauses([base, _restriction(db, tbl, base, filters, lake)])
     index = None if exact else _cosine_index(tbl, column)
-    if index is None and query.model_id is None and filters.model_id is None:
+    if filters.model_id is None:
         _warn_if_mixed(tbl)
     builder = (
         tbl.search(query.vector, vector_column_name=column)
@@ -612,8 +616,8 @@ def search(
         .select([*HIT_COLUMNS, "_distance"])
         .limit(k)
     )
-    if where:
-        builder = builder.where(where, prefilter=True)
+    if prefilter:
+        builder = builder.where(prefilter, prefilter=True)
     builder = (
         builder.refine_factor(refine_factor) if index is not None else builder.bypass_vector_index()
     )
@@ -635,7 +639,7 @@ def search(
         column=column,
         exact=index is None,
         table_version=int(tbl.version),
-        where=where,
+        where=prefilter,
     )
 
 

@@ -51,9 +51,19 @@ from flywheel_core.labels.schema import LABEL_COLUMNS, LABELS_SCHEMA
 from flywheel_core.lake.labels import current_snapshot_id, labels_for_cell
 from flywheel_core.lake.migrations import rollback_quietly
 
-__all__ = ["BackfillResult", "backfill", "partition_metrics"]
+__all__ = ["BackfillResult", "DecidedDetection", "backfill", "partition_metrics", "truth_in_cell"]
 
 LOG_NAMESPACE = uuid.uuid5(NAMESPACE, "backfill_log")
+
+
+@dataclass(frozen=True)
+class DecidedDetection:
+    """One detection as it was decided (repaired geometry), for steps that follow the backfill."""
+
+    detection: Detection
+    accepted: bool
+    rule: str | None  # the failed rule, None when accepted
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,12 @@ class BackfillResult:
     label_ids: tuple[str, ...] = ()  # ids of the accepted labels, new or already present
     new_cells: tuple[str, ...] = ()  # S2 cells covered by the inserted labels
     reasons: dict[str, int] = field(default_factory=dict)  # rejection reason text -> count
+    decided: tuple[DecidedDetection, ...] = field(default=(), repr=False)  # best score first
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(replace(self, decided=()))
+        del out["decided"]
+        return out
 
 
 def _now() -> dt.datetime:
@@ -305,6 +318,10 @@ def backfill(
         label_ids=tuple(label_id for _, label_id, _ in accepted),
         new_cells=tuple(cells),
         reasons=dict(sorted(reasons.items())),
+        decided=tuple(
+            DecidedDetection(det, d.accepted, d.rule, d.reason)
+            for det, d in zip(dets, decisions, strict=True)
+        ),
     )
 
 
@@ -358,15 +375,23 @@ def partition_metrics(
         refs.append(as_geometry(geom))
     out = {"labels": compute_metrics(preds, refs, iou_threshold=iou_threshold)}
     if truth is not None:
-        polygon = cell_polygon(cell)
-        keep = []
-        dates = truth["install_date"].tolist() if "install_date" in truth.columns else None
-        for i, geom in enumerate(truth.geometry.values):
-            if geom is None or geom.is_empty or not geom.intersects(polygon):
-                continue
-            installed = _as_date(dates[i]) if dates is not None else None
-            if installed is not None and installed > day:
-                continue
-            keep.append(geom)
+        keep = truth_in_cell(truth, cell, day)
         out["truth"] = compute_metrics(preds, keep, iou_threshold=iou_threshold)
     return out
+
+
+def truth_in_cell(truth: Any, cell: str, date: dt.date) -> list[Any]:
+    """Truth installations (a GeoDataFrame in EPSG:4326) meeting the cell, installed by `date`
+    (when the frame has an `install_date` column): what detections of the partition can match."""
+    day = date.date() if isinstance(date, dt.datetime) else date
+    polygon = cell_polygon(cell)
+    keep = []
+    dates = truth["install_date"].tolist() if "install_date" in truth.columns else None
+    for i, geom in enumerate(truth.geometry.values):
+        if geom is None or geom.is_empty or not geom.intersects(polygon):
+            continue
+        installed = _as_date(dates[i]) if dates is not None else None
+        if installed is not None and installed > day:
+            continue
+        keep.append(geom)
+    return keep

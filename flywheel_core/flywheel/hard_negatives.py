@@ -1,0 +1,387 @@
+"""Hard-negative candidates: unlabeled chips that look like the model's mistakes.
+
+After a partition's backfill, every detection the rules rejected, and (when the synthetic world's
+hidden truth is known) every detection that matches no true installation, becomes a query: the
+chip containing its centroid. Its k nearest unlabeled chips by embedding (the same search as
+`flywheel search`, cosine distance, dated on or before the partition, same dataset and
+embedding model) are recorded in DuckLake `hard_negatives` as candidates for review and for
+the next round's negatives.
+
+Not every rejection is a mistake worth mining. A detection rejected as `already_labeled`
+overlaps an active label: the model found something the labels already call PV, so its
+look-alikes are positives, not negatives; such detections are skipped by default
+(`skip_rules`). A false positive is a detection left unmatched by the one-to-one matching at
+IoU >= 0.5 that `validated_backfill` reports as truth precision, so the two numbers agree.
+
+Candidate ids are uuid5 over (source prediction, neighbour uid, round). A partition and round are
+written in one transaction that replaces the previous candidates of that partition and round:
+rows that did not change are left as they are (a re-run writes nothing and makes no snapshot),
+rows that changed are replaced keeping their review status, rows no longer found are deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import lancedb
+import pyarrow as pa
+
+from flywheel_core.embed.schema import EMBEDDINGS_TABLE
+from flywheel_core.embed.search import (
+    PointNotCoveredError,
+    SearchError,
+    SearchFilters,
+    and_clauses,
+    in_list,
+    labeled_uids,
+    point_query,
+    search,
+    sql_str,
+)
+from flywheel_core.flywheel.acceptance import Detection
+from flywheel_core.flywheel.backfill import DecidedDetection
+from flywheel_core.flywheel.matching import match
+from flywheel_core.labels.ids import NAMESPACE, geometry_key
+from flywheel_core.lake.labels import current_snapshot_id
+from flywheel_core.lake.migrations import rollback_quietly
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_NAMESPACE = uuid.uuid5(NAMESPACE, "hard_negatives")
+DEFAULT_K = 5
+SKIP_RULES = ("already_labeled",)
+FALSE_POSITIVE = "false_positive"
+VHR_DATASET = "vhr_chips"  # the flywheel's own chips: what predictions are made on
+QUERY_CHIP_MAX_DISTANCE_M = 100.0  # a centroid just outside the chip grid still has a chip
+COLUMNS = (
+    "candidate_id",
+    "s2_cell",
+    "partition_date",
+    "round",
+    "model_id",
+    "prediction_id",
+    "reason",
+    "query_uid",
+    "neighbour_uid",
+    "neighbour_dataset",
+    "neighbour_cell",
+    "neighbour_date",
+    "distance",
+    "rank",
+    "embedding_model_id",
+    "trained",
+    "status",
+    "run_id",
+    "created_at",
+)
+# A row "changed" when any of these differ; status, run and time are bookkeeping.
+_CONTENT = (
+    "reason",
+    "query_uid",
+    "neighbour_dataset",
+    "neighbour_cell",
+    "neighbour_date",
+    "rank",
+    "embedding_model_id",
+    "trained",
+    "model_id",
+    "prediction_id",
+)
+
+
+@dataclass(frozen=True)
+class MiningQuery:
+    detection: Detection
+    reason: str  # "rejected: <rule>" or "false_positive"
+
+
+@dataclass(frozen=True)
+class HardNegativeResult:
+    queries: int  # detections mined
+    candidates: int  # rows for this partition and round after the write
+    inserted: int
+    deleted: int
+    unchanged: int
+    no_query_chip: int = 0  # detections whose centroid is in no chip of the partition's date
+    no_embeddings: bool = False  # the partition has no embeddings: nothing was mined
+    trained: bool | None = None  # False when the vectors came from random weights
+    reasons: dict[str, int] = field(default_factory=dict)
+    snapshot_id: int | None = None
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "candidates": self.candidates,
+            "inserted": self.inserted,
+            "deleted": self.deleted,
+            "no_query_chip": self.no_query_chip,
+            "no_embeddings": self.no_embeddings,
+            "trained_embeddings": self.trained,
+            "reasons": self.reasons,
+        }
+
+
+def prediction_key(det: Detection) -> str:
+    return f"pred:{det.prediction_id}" if det.prediction_id else f"wkb:{geometry_key(det.geometry)}"
+
+
+def candidate_id(det: Detection, neighbour_uid: str, round_: int) -> str:
+    parts = [prediction_key(det), neighbour_uid, str(int(round_))]
+    return str(uuid.uuid5(CANDIDATE_NAMESPACE, "\x1f".join(parts)))
+
+
+def false_positives(
+    detections: Sequence[Detection], truth: Sequence[Any], iou_threshold: float = 0.5
+) -> set[int]:
+    """Indices of detections that match no truth installation (one to one, IoU >= threshold)."""
+    if not detections:
+        return set()
+    result = match([d.geometry for d in detections], list(truth), iou_threshold=iou_threshold)
+    return set(result.unmatched_pred)
+
+
+def mining_queries(
+    decided: Sequence[DecidedDetection],
+    truth: Sequence[Any] | None = None,
+    skip_rules: Sequence[str] = SKIP_RULES,
+) -> list[MiningQuery]:
+    """The detections to mine and why: rejected (but not for a skipped rule) or false positive."""
+    fps = false_positives([d.detection for d in decided], truth) if truth is not None else set()
+    out = []
+    for i, d in enumerate(decided):
+        if not d.accepted and d.rule not in skip_rules:
+            out.append(MiningQuery(d.detection, f"rejected: {d.rule}"))
+        elif i in fps and d.rule not in skip_rules:
+            out.append(MiningQuery(d.detection, FALSE_POSITIVE))
+    return out
+
+
+def _partition_rows(db: lancedb.DBConnection, cell: str, day: str) -> int:
+    if EMBEDDINGS_TABLE not in db.table_names():
+        return 0
+    return db.open_table(EMBEDDINGS_TABLE).count_rows(
+        f"dataset = {sql_str(VHR_DATASET)} AND cell = {sql_str(cell)} AND date = {sql_str(day)}"
+    )
+
+
+def _unlabeled_clause(tbl: Any, con: duckdb.DuckDBPyConnection, pool: str) -> str | None:
+    """`uid NOT IN (labeled chips of the pool)`, resolved once for every query of a partition."""
+    chips = tbl.search().where(pool).select(["uid", "date", "footprint"]).limit(None).to_arrow()
+    labeled = labeled_uids(con, chips)
+    return in_list("uid", labeled, negate=True) if labeled else None
+
+
+def mine(
+    db: lancedb.DBConnection,
+    con: duckdb.DuckDBPyConnection,
+    queries: Sequence[MiningQuery],
+    *,
+    cell: str,
+    date: dt.date,
+    round: int,  # the column's name (shadows the builtin here only)
+    model_id: str,
+    k: int = DEFAULT_K,
+    run_id: str | None = None,
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """(candidate rows, detections without a usable query chip, no_embeddings)."""
+    day = date.isoformat()
+    if _partition_rows(db, cell, day) == 0:
+        return [], 0, True
+    tbl = db.open_table(EMBEDDINGS_TABLE)
+    # Any cell's chips of the date: a centroid near the cell edge may sit in a neighbour's grid.
+    scope = f"dataset = {sql_str(VHR_DATASET)} AND date = {sql_str(day)}"
+    cache: dict[str, Any] = {}
+    unlabeled: dict[tuple[str, str], str | None] = {}
+    rows: list[dict[str, Any]] = []
+    missing = 0
+    created_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for q in queries:
+        centre = q.detection.geometry.centroid
+        try:
+            chip = point_query(
+                tbl, centre.x, centre.y, where=scope, max_distance_m=QUERY_CHIP_MAX_DISTANCE_M
+            )
+        except PointNotCoveredError:
+            missing += 1
+            continue
+        except SearchError as exc:  # e.g. the chip's vector is all zeros
+            log.warning("no hard negatives for detection %s: %s", q.detection.prediction_id, exc)
+            missing += 1
+            continue
+        if chip.uid not in cache:
+            filters = SearchFilters(dataset=chip.dataset, until=day, model_id=chip.model_id)
+            pool_key = (str(chip.dataset), str(chip.model_id))
+            if pool_key not in unlabeled:
+                pool = and_clauses(filters.column_clauses())
+                unlabeled[pool_key] = _unlabeled_clause(tbl, con, pool or "true")
+            cache[chip.uid] = search(
+                db, query=chip, k=k, filters=filters, where=unlabeled[pool_key]
+            )
+        for hit in cache[chip.uid].hits:
+            rows.append(
+                {
+                    "candidate_id": candidate_id(q.detection, hit.uid, round),
+                    "s2_cell": cell,
+                    "partition_date": date,
+                    "round": int(round),
+                    "model_id": model_id,
+                    "prediction_id": q.detection.prediction_id,
+                    "reason": q.reason,
+                    "query_uid": chip.uid,
+                    "neighbour_uid": hit.uid,
+                    "neighbour_dataset": hit.dataset,
+                    "neighbour_cell": hit.cell,
+                    "neighbour_date": dt.date.fromisoformat(hit.date),
+                    "distance": float(hit.distance),
+                    "rank": hit.rank,
+                    "embedding_model_id": hit.model_id,
+                    "trained": hit.trained,
+                    "status": "candidate",
+                    "run_id": run_id,
+                    "created_at": created_at,
+                }
+            )
+    return rows, missing, False
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    if any(old[c] != new[c] for c in _CONTENT):
+        return True
+    return abs(float(old["distance"] or 0.0) - float(new["distance"] or 0.0)) > 1e-6
+
+
+def record(
+    con: duckdb.DuckDBPyConnection,
+    rows: Sequence[dict[str, Any]],
+    *,
+    cell: str,
+    date: dt.date,
+    round: int,
+) -> tuple[int, int, int]:
+    """Make the partition+round's candidates `rows`, in one transaction: (inserted, deleted,
+    unchanged). Nothing changed means nothing written (no new snapshot)."""
+    new = {r["candidate_id"]: r for r in rows}
+    key = [cell, date, int(round)]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        cur = con.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM hard_negatives "
+            "WHERE s2_cell = ? AND partition_date = ? AND round = ?",
+            key,
+        )
+        names = [d[0] for d in cur.description]
+        old = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        replaced = [i for i in old.keys() & new.keys() if _changed(old[i], new[i])]
+        delete = sorted((old.keys() - new.keys()) | set(replaced))
+        insert = [dict(new[i]) for i in sorted((new.keys() - old.keys()) | set(replaced))]
+        for r in insert:  # a reviewed candidate keeps its review across a re-run
+            if r["candidate_id"] in old:
+                r["status"] = old[r["candidate_id"]]["status"]
+        if not delete and not insert:
+            con.execute("ROLLBACK")
+            return 0, 0, len(old)
+        if delete:
+            view = f"_flywheel_hn_del_{uuid.uuid4().hex}"
+            con.register(view, pa.table({"id": pa.array(delete, pa.string())}))
+            try:
+                con.execute(
+                    "DELETE FROM hard_negatives WHERE s2_cell = ? AND partition_date = ? "
+                    f"AND round = ? AND candidate_id IN (SELECT id FROM {view})",
+                    key,
+                )
+            finally:
+                con.unregister(view)
+        if insert:
+            con.executemany(
+                f"INSERT INTO hard_negatives ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in COLUMNS)})",
+                [[r[c] for c in COLUMNS] for r in insert],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(con)
+        raise
+    unchanged = len(old.keys() & new.keys()) - len(replaced)
+    return len(insert), len(delete), unchanged
+
+
+def hard_negatives(
+    db: lancedb.DBConnection,
+    con: duckdb.DuckDBPyConnection,
+    decided: Sequence[DecidedDetection],
+    *,
+    cell: str,
+    date: dt.date,
+    round: int,
+    model_id: str,
+    truth: Sequence[Any] | None = None,
+    k: int = DEFAULT_K,
+    skip_rules: Sequence[str] = SKIP_RULES,
+    run_id: str | None = None,
+) -> HardNegativeResult:
+    """Mine and record the partition+round's hard-negative candidates.
+
+    `truth` is the list of true installations of the cell (lon/lat geometries), when known.
+    A partition without embeddings records none and says so (`no_embeddings`), leaving earlier
+    candidates of the partition and round as they were.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    day = date.date() if isinstance(date, dt.datetime) else date
+    queries = mining_queries(decided, truth, skip_rules)
+    reasons = Counter(q.reason for q in queries)
+    if not queries:
+        rows, missing, empty = [], 0, _partition_rows(db, cell, day.isoformat()) == 0
+    else:
+        rows, missing, empty = mine(
+            db,
+            con,
+            queries,
+            cell=cell,
+            date=day,
+            round=round,
+            model_id=model_id,
+            k=k,
+            run_id=run_id,
+        )
+    if empty:
+        return HardNegativeResult(
+            queries=len(queries),
+            candidates=0,
+            inserted=0,
+            deleted=0,
+            unchanged=0,
+            no_embeddings=True,
+            reasons=dict(reasons),
+        )
+    inserted, deleted, unchanged = record(con, rows, cell=cell, date=day, round=round)
+    trained_flags = {r["trained"] for r in rows}
+    log.info(
+        "hard negatives %s %s round %d: %d queries, %d candidates (+%d, -%d), %d without a chip",
+        cell,
+        day,
+        round,
+        len(queries),
+        len(rows),
+        inserted,
+        deleted,
+        missing,
+    )
+    return HardNegativeResult(
+        queries=len(queries),
+        candidates=len({r["candidate_id"] for r in rows}),
+        inserted=inserted,
+        deleted=deleted,
+        unchanged=unchanged,
+        no_query_chip=missing,
+        trained=None if not trained_flags else all(bool(t) for t in trained_flags),
+        reasons=dict(reasons),
+        snapshot_id=current_snapshot_id(con),
+    )
