@@ -27,6 +27,7 @@ def test_assets_and_checks_snapshot():
         "model_checkpoint",
         "predictions",
         "validated_backfill",
+        "dinov3_embeddings",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -39,6 +40,10 @@ def test_assets_and_checks_snapshot():
         ("msi_chips", "crs_consistent"),
         ("sam_masks", "acceptance_rate"),
         ("training_data", "split_by_block"),
+        ("dinov3_embeddings", "coverage"),
+        ("dinov3_embeddings", "no_nan_vectors"),
+        ("dinov3_embeddings", "no_zero_vectors"),
+        ("dinov3_embeddings", "duplicate_vectors"),
     }
     assert graph.get(AssetKey("msi_chips")).parent_keys == {AssetKey("vhr_chips")}
     assert graph.get(AssetKey("sam_masks")).parent_keys == {
@@ -50,12 +55,14 @@ def test_assets_and_checks_snapshot():
         AssetKey("msi_chips"),
         AssetKey("sam_masks"),
     }
+    assert graph.get(AssetKey("dinov3_embeddings")).parent_keys == {AssetKey("vhr_chips")}
 
 
 def test_gpu_bound_assets_share_the_gpu_pool():
     graph = defs.resolve_asset_graph()
     pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys()}
-    assert pools["sam_masks"] == pools["model_checkpoint"] == pools["predictions"] == {"gpu"}
+    gpu_bound = ("sam_masks", "model_checkpoint", "predictions", "dinov3_embeddings")
+    assert all(pools[name] == {"gpu"} for name in gpu_bound)
     assert not pools["vhr_chips"]
 
 
