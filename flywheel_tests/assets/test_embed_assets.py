@@ -11,6 +11,7 @@ from flywheel_core.embed.export import export_key
 from flywheel_core.embed.patches import PATCH_TABLE
 from flywheel_core.embed.qa import qa_metrics
 from flywheel_core.embed.schema import EMBEDDINGS_TABLE
+from flywheel_resources.object_store import ObjectStoreResource
 from flywheel_tests.assets.conftest import NOWHERE
 from flywheel_tests.fixtures.world import TINY_CELL, TINY_DATES
 
@@ -103,3 +104,22 @@ def test_a_cell_without_imagery_materializes_empty(env, first_run):
     assert _lance(env, EMBEDDINGS_TABLE, cell=NOWHERE).num_rows == 0
     assert (env["root"] / "objects" / export_key("vhr_chips", NOWHERE, LATE)).exists()
     assert _lance(env, EMBEDDINGS_TABLE).num_rows >= 9  # the other cell untouched
+
+
+def test_export_and_qa_through_s3(env, first_run, s3_env, s3_server):
+    """The same asset with the object store on S3 (dagster-aws client, moto server)."""
+    resources = {**env["resources"], "objects": ObjectStoreResource(root=s3_env)}
+    result = materialize(
+        [vhr_chips, dinov3_embeddings],
+        selection=[dinov3_embeddings],
+        partition_key=_key(),
+        instance=env["instance"],
+        resources=resources,
+    )
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    mat = result.asset_materializations_for_node("dinov3_embeddings")[0]
+    uri = mat.metadata["export_uri"].value
+    assert uri == f"{s3_env.rstrip('/')}/{export_key('vhr_chips', TINY_CELL, LATE)}"
+    bucket_key = uri.removeprefix(f"s3://{s3_server.bucket}/")
+    assert s3_server.keys(bucket_key) == [bucket_key]
+    assert mat.metadata["rows"].value == _lance(env, EMBEDDINGS_TABLE).num_rows
