@@ -15,6 +15,7 @@ COMMANDS = {
     "cells": ("flywheel_cli.cells:cells", "S2 cells: the spatial partitions of every asset."),
     "demo": ("flywheel_cli.demo:demo", "The demo world and three flywheel rounds."),
     "eval": ("flywheel_cli.evaluate:evaluate", "Measure the flywheel against the hidden truth."),
+    "rasters": ("flywheel_cli.rasters:rasters", "Raster datasets: register, tile, list, show."),
     "rounds": ("flywheel_cli.rounds:rounds", "Turn the flywheel N rounds and measure each."),
     "labels": ("flywheel_cli.labels:labels", "Seed labels in DuckLake (the system of record)."),
     "search": ("flywheel_cli.search:search", "Nearest chips by embedding, with a contact sheet."),

@@ -24,6 +24,10 @@ from flywheel_core.imagery.msi_chips import MSI_CHIP_SCHEMA, S2Scene, iter_msi_c
 from flywheel_core.imagery.vhr_chips import VHR_CHIP_SCHEMA, VhrScene, iter_vhr_chips, rows_to_table
 from flywheel_core.partitions import CellDate, window_end
 from flywheel_core.preview import contact_sheet, placeholder
+from flywheel_core.rasters.scenes import record_vhr_scene
+from flywheel_resources.ducklake import DuckLakeResource
+from flywheel_resources.lancedb_io import LanceDBResource
+from flywheel_resources.object_store import ObjectStoreResource
 
 
 def _check(
@@ -55,9 +59,19 @@ def _check(
     ],
 )
 def vhr_chips(
-    context: AssetExecutionContext, imagery: ImageryResource
+    context: AssetExecutionContext,
+    imagery: ImageryResource,
+    ducklake: DuckLakeResource,
+    objects: ObjectStoreResource,
+    lancedb: LanceDBResource,
 ) -> Iterator[Output | AssetCheckResult]:
-    """The cell's VHR scene for the date window, cut into chips (size, overlap, GSD: settings)."""
+    """The cell's VHR scene for the date window, cut into chips (size, overlap, GSD: settings).
+
+    The chipped scene is also recorded as a raster dataset (`raster_datasets`, lance_table
+    `vhr_chips`). That happens after the `Output` is yielded: Dagster stores a yielded output
+    through the IO manager before the asset body resumes, so the dataset checks read the chips
+    back from Lance as committed and `ready` never precedes the write.
+    """
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     area = cell_polygon(part.cell)
     ref = imagery.catalog().find(
@@ -103,9 +117,32 @@ def vhr_chips(
             **preview_metadata(img, imagery.previews_dir, "vhr_chips", part),
         },
     )
-    yield _check("chips_inside_cell", qa.chips_inside_cell(rows, area))
-    yield _check("crs_consistent", qa.crs_consistent(rows))
-    yield _check("no_nan_in_bands", qa.nan_count(rows, "image"))
+    chip_checks = {
+        "chips_inside_cell": qa.chips_inside_cell(rows, area),
+        "crs_consistent": qa.crs_consistent(rows),
+        "no_nan_in_bands": qa.nan_count(rows, "image"),
+    }
+    for name, result in chip_checks.items():
+        yield _check(name, result)
+    if ref is not None and rows:
+        with ducklake.connect() as con:
+            recorded = record_vhr_scene(
+                con,
+                objects.store(),
+                lancedb.connect(),
+                href=ref.assets["image"],
+                scene_id=ref.item_id,
+                cell=part.cell,
+                day=part.date,
+                acquired=ref.acquired,
+                chips=SETTINGS.chips,
+                s2_level=SETTINGS.s2_level,
+                h3_resolution=SETTINGS.h3_resolution,
+                rows=rows,
+                chip_checks=chip_checks,
+            )
+        log = context.log.info if recorded.dataset.ready else context.log.warning
+        log(f"raster dataset: {recorded.message}")
 
 
 def _msi_preview(rows: list[dict]) -> Image.Image:

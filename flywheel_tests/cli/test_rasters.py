@@ -1,0 +1,74 @@
+"""`flywheel rasters register | list | show` against a data folder of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from flywheel_cli.main import cli
+from flywheel_tests.fixtures.rasters import RasterFiles
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in (
+        "FLYWHEEL_LANCEDB_URI",
+        "FLYWHEEL_LAKE_CATALOG",
+        "FLYWHEEL_LAKE_DATA_PATH",
+        "FLYWHEEL_OBJECT_STORE",
+        "FLYWHEEL_CHIP_SIZE",
+        "FLYWHEEL_CHIP_OVERLAP",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FLYWHEEL_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_register_list_show(raster_files: RasterFiles, data_dir: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(
+        cli,
+        ["rasters", "register", str(raster_files.striped), "--name", "munich", "--overlap", "32"],
+    )
+    assert first.exit_code == 0, first.output
+    assert "registered, ready: 9 tiles in raster_tiles" in first.output
+    assert "(converted)" in first.output
+    dataset_id = first.output.split()[0]
+    assert (data_dir / "objects" / "rasters" / dataset_id / "tiles.parquet").exists()
+    again = runner.invoke(
+        cli, ["rasters", "register", str(raster_files.striped), "--overlap", "32"]
+    )
+    assert again.exit_code == 0 and "already registered, ready" in again.output
+    listed = runner.invoke(cli, ["rasters", "list"])
+    assert listed.exit_code == 0
+    assert dataset_id in listed.output and "munich" in listed.output and "640x576" in listed.output
+    shown = runner.invoke(cli, ["rasters", "show", dataset_id[:8]])
+    assert shown.exit_code == 0, shown.output
+    assert "EPSG:32632" in shown.output and "pass  lance_rows_match" in shown.output
+    assert "FAIL" not in shown.output
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("text", "not a raster"), ("no_crs", "has no CRS"), ("truncated", "truncated")],
+)
+def test_bad_files_are_clear_errors_and_register_nothing(
+    raster_files: RasterFiles, data_dir: Path, kind: str, message: str
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["rasters", "register", str(getattr(raster_files, kind))])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert "no raster datasets registered" in runner.invoke(cli, ["rasters", "list"]).output
+
+
+def test_bad_options_and_unknown_ids(raster_files: RasterFiles, data_dir: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(
+        cli, ["rasters", "register", str(raster_files.cog), "--tile-size", "64", "--overlap", "64"]
+    )
+    assert bad.exit_code != 0 and "overlap must be in [0, tile size)" in bad.output
+    missing = runner.invoke(cli, ["rasters", "show", "rd-nope"])
+    assert missing.exit_code != 0 and "no raster dataset 'rd-nope'" in missing.output
