@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python bench/mask_factory.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/train_loader.py
+	$(BIN)/python bench/embeddings.py
 
 lint: install
 	$(BIN)/ruff check .
