@@ -7,7 +7,8 @@ the Lance partition of the dataset (one commit: a read error mid-file aborts it 
 lands), the index and COG go to the object store, the checks read the outputs back, and only then
 is the registry row written, once, `ready` or `failed`. A pixel read error found while tiling is
 still an input error (no row); a failure of the stores themselves is recorded as `failed` with
-its error, then re-raised.
+its error, then re-raised. A forced rebuild of a ready dataset first marks its row `failed`
+("rebuild in progress"), because the rebuild deletes the old tiles before writing new ones.
 
 Tile rows: `cell` is the S2 token of the tile centre at the partition level, `date` the
 acquisition date from the file's tags (see `inspect.ACQUISITION_TAGS`) or else the registration
@@ -52,7 +53,7 @@ from flywheel_core.rasters.registry import (
 )
 from flywheel_core.rasters.schema import RASTER_TILE_SCHEMA, RASTER_TILES_TABLE
 from flywheel_core.rasters.source import canonical_uri, local_file
-from flywheel_core.rasters.stream import write_partition_streamed
+from flywheel_core.rasters.stream import replace_dataset_tiles
 from flywheel_core.rasters.tiling import (
     TileWindow,
     index_record,
@@ -272,9 +273,14 @@ def register_raster(
             )
         dataset_id = make_dataset_id(checksum, opts.params())
         existing = get_dataset(con, dataset_id)
-        if existing is not None and existing.ready and not force:
-            log.info("%s already registered, ready: nothing to do", dataset_id)
-            return RegisterResult(existing, created=False)
+        if existing is not None and existing.ready:
+            if not force:
+                log.info("%s already registered, ready: nothing to do", dataset_id)
+                return RegisterResult(existing, created=False)
+            # A rebuild deletes the tiles before writing them again: the row must not say
+            # ready meanwhile, whatever happens to this process.
+            existing.status, existing.error = FAILED, "rebuild in progress (--force)"
+            record_dataset(con, existing, replace_ready=True)
         size = local.stat().st_size
         ds = base_dataset(info, dataset_id, name or Path(uri).stem, KIND_FILE, checksum, size)
         ds.tile_size, ds.tile_overlap, ds.params = opts.tile_size, opts.overlap, opts.params()
@@ -314,14 +320,13 @@ def _build(
     )
     log.info("%s: cutting %d tiles of %d px", ds.dataset_id, len(seen.windows), opts.tile_size)
     partition = {"dataset": ds.dataset_id}
-    written = write_partition_streamed(
+    ds.lance_version = replace_dataset_tiles(
         db,
         RASTER_TILES_TABLE,
         RASTER_TILE_SCHEMA,
         _tile_batches(cog, info, ds, ds.tile_date, opts, seen),
         partition,
     )
-    ds.lance_version = written.version
     ds.tile_count = len(seen.uids)
     index_key = rasters_key(ds.dataset_id, "tiles.parquet")
     ds.tile_index_uri = store.put(

@@ -1,25 +1,36 @@
-"""Stream batches made in this thread into one Lance partition commit.
+"""Stream batches made in this thread into a Lance write, and replace a dataset's tiles with it.
 
 Lance pulls a RecordBatchReader from its own native worker threads, so a Python generator handed
 to it runs there. Cutting tiles in those threads crashed the process (PROJ creating a per-thread
 transformer inside a Lance worker: a segfault, seen in the tests), and GDAL and PROJ are happier
 in ordinary Python threads anyway. So the tiles are cut here, in the caller's thread, and handed
-over through a small bounded queue: the Lance side only dequeues. Memory stays bounded by the
-queue, the write is still one commit, and an error on either side aborts it.
+over through a small bounded queue: the Lance side only dequeues, and an error on either side
+aborts the write before its commit.
+
+A dataset's tiles are written with Lance's streaming append, not the project's `merge_insert`
+partition writer: measured here, `merge_insert` held about 3.4x the data in memory (1.06 GB peak
+for 268 MB of tiles) while `add` stayed at about 90 MB over the baseline, and a registered
+scene can be far larger than a flywheel partition. A first registration is therefore one
+append commit; rebuilding a dataset that already has tiles (a retry, `--force`) deletes them
+first, so it is two commits, which is why the registry row is never `ready` during a rebuild.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import lancedb
 import pyarrow as pa
 
-from flywheel_core.store.lance_tables import WriteResult, replace_partition
+from flywheel_core.store.lance_tables import partition_filter
 
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 QUEUE_BATCHES = 2
 _DONE = object()
 _POLL_S = 0.2
@@ -29,14 +40,10 @@ class _Aborted(Exception):
     """The producer failed; its own exception is re-raised by the caller."""
 
 
-def write_partition_streamed(
-    db: lancedb.DBConnection,
-    table: str,
-    schema: pa.Schema,
-    batches: Iterator[pa.RecordBatch],
-    partition: Mapping[str, str],
-) -> WriteResult:
-    """`replace_partition` of `batches`, which are produced in the calling thread."""
+def write_streamed(
+    write: Callable[[pa.RecordBatchReader], T], schema: pa.Schema, batches: Iterator[pa.RecordBatch]
+) -> T:
+    """Run `write(reader)` in a worker thread while `batches` are produced in this one."""
     handoff: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
     outcome: dict[str, Any] = {}
 
@@ -49,14 +56,13 @@ def write_partition_streamed(
                 raise _Aborted("the batch producer failed") from item
             yield item
 
-    def write() -> None:
+    def run() -> None:
         try:
-            reader = pa.RecordBatchReader.from_batches(schema, consume())
-            outcome["result"] = replace_partition(db, table, reader, partition)
+            outcome["result"] = write(pa.RecordBatchReader.from_batches(schema, consume()))
         except BaseException as exc:
             outcome["error"] = exc
 
-    writer = threading.Thread(target=write, name=f"lance-write-{table}", daemon=True)
+    writer = threading.Thread(target=run, name="lance-stream-writer", daemon=True)
     writer.start()
 
     def put(item: Any) -> bool:
@@ -87,5 +93,33 @@ def write_partition_streamed(
     if "error" in outcome:
         raise outcome["error"]
     if "result" not in outcome:
-        raise RuntimeError(f"the Lance write of {table} stopped without a result")
+        raise RuntimeError("the Lance write stopped without a result")
     return outcome["result"]
+
+
+def replace_dataset_tiles(
+    db: lancedb.DBConnection,
+    table_name: str,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    partition: dict[str, str],
+) -> int:
+    """Make the partition's rows exactly `batches` (streamed append); returns the table version."""
+    if table_name not in db.table_names():
+        db.create_table(table_name, schema=schema)
+        log.info("created Lance table %s", table_name)
+    table = db.open_table(table_name)
+    where = partition_filter(partition)
+    old = table.count_rows(where)
+    if old:
+        table.delete(where)
+        log.info("%s[%s]: %d old rows deleted before the rebuild", table_name, where, old)
+    write_streamed(table.add, schema, batches)
+    log.info(
+        "%s[%s]: %d rows at version %d",
+        table_name,
+        where,
+        table.count_rows(where),
+        table.version,
+    )
+    return table.version

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from flywheel_cli.main import cli
 from flywheel_tests.fixtures.rasters import RasterFiles
+from flywheel_tests.fixtures.s3 import S3Server
 
 
 @pytest.fixture
@@ -72,3 +73,25 @@ def test_bad_options_and_unknown_ids(raster_files: RasterFiles, data_dir: Path) 
     assert bad.exit_code != 0 and "overlap must be in [0, tile size)" in bad.output
     missing = runner.invoke(cli, ["rasters", "show", "rd-nope"])
     assert missing.exit_code != 0 and "no raster dataset 'rd-nope'" in missing.output
+
+
+def test_register_from_s3_with_the_object_store_on_s3(
+    raster_files: RasterFiles,
+    data_dir: Path,
+    s3_server: S3Server,
+    s3_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flywheel_core.store.objects import split_s3
+
+    bucket, prefix = split_s3(s3_env)
+    s3_server.client().upload_file(str(raster_files.cog), bucket, f"{prefix}in/scene.tif")
+    monkeypatch.setenv("FLYWHEEL_OBJECT_STORE", f"{s3_env}objects")
+    result = CliRunner().invoke(cli, ["rasters", "register", f"{s3_env}in/scene.tif"])
+    assert result.exit_code == 0, result.output
+    dataset_id = result.output.split()[0]
+    assert s3_server.keys(f"{prefix}objects/rasters/{dataset_id}/") == [
+        f"{prefix}objects/rasters/{dataset_id}/tiles.parquet"  # a COG already: not copied
+    ]
+    missing = CliRunner().invoke(cli, ["rasters", "register", f"{s3_env}in/nope.tif"])
+    assert missing.exit_code != 0 and "no such object" in missing.output

@@ -219,8 +219,22 @@ def test_a_store_failure_is_recorded_then_retried(raster_files: RasterFiles, sto
     assert retried.dataset.dataset_id == failed.dataset_id
 
 
+def test_a_forced_rebuild_that_fails_does_not_stay_ready(raster_files: RasterFiles, stores: Stores):
+    ready = _register(stores, raster_files.striped).dataset
+    flaky = FlakyStore(stores.root / "objects")
+    with lake_connection(stores.lake) as con, pytest.raises(RasterIngestError):
+        register_raster(con, flaky, stores.db, str(raster_files.striped), options=TILES, force=True)
+    with lake_connection(stores.lake) as con:
+        row = get_dataset(con, ready.dataset_id)
+    # The old tiles were deleted before the rebuild: the row must not claim ready.
+    assert row.status == "failed" and "connection reset" in row.error
+
+
 def test_progress_is_logged(
-    raster_files: RasterFiles, stores: Stores, caplog: pytest.LogCaptureFixture, monkeypatch
+    raster_files: RasterFiles,
+    stores: Stores,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import flywheel_core.rasters.tiling as tiling
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import geopandas as gpd
 import pytest
 
@@ -15,7 +17,7 @@ from flywheel_tests.fixtures.s3 import S3Server
 
 
 def test_register_from_s3_to_s3(
-    raster_files: RasterFiles, stores: Stores, s3_server: S3Server, s3_env: str, tmp_path
+    raster_files: RasterFiles, stores: Stores, s3_server: S3Server, s3_env: str, tmp_path: Path
 ) -> None:
     bucket, prefix = split_s3(s3_env)
     client = s3_server.client()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pyarrow as pa
@@ -31,7 +33,7 @@ LATE = TINY_DATES[1]
 ACQUIRED = datetime(2025, 7, 3, 10, tzinfo=UTC)
 
 
-def _chips(world) -> tuple[str, list[dict]]:
+def _chips(world: Any) -> tuple[str, list[dict]]:
     href = str(world.vhr_path(TINY_CELL, LATE))
     scene = VhrScene(href, "vhr-test", "synthetic-vhr", ACQUIRED)
     area = cell_polygon(TINY_CELL)
@@ -61,7 +63,7 @@ def _record(stores: Stores, href: str, rows: list[dict]):
         )
 
 
-def test_a_chipped_scene_is_ready_only_once_its_chips_are_in_lance(tiny_world, stores: Stores):
+def test_a_chipped_scene_is_ready_only_once_its_chips_are_in_lance(tiny_world: Any, stores: Stores):
     href, rows = _chips(tiny_world)
     # Recorded before the chips were written: the read-back check catches it.
     early = _record(stores, href, rows).dataset
@@ -95,7 +97,7 @@ def test_a_chipped_scene_is_ready_only_once_its_chips_are_in_lance(tiny_world, s
 
 
 @pytest.mark.slow
-def test_the_vhr_chips_asset_records_its_scene(tiny_world, tmp_path) -> None:
+def test_the_vhr_chips_asset_records_its_scene(tiny_world: Any, tmp_path: Path) -> None:
     lake = DuckLakeResource(
         catalog=f"duckdb:{tmp_path / 'catalog.ducklake'}", data_path=str(tmp_path / "lake")
     )
