@@ -160,3 +160,66 @@ def show(dataset_id: str) -> None:
     for check, facts in sorted(ds.checks.items()):
         mark = "pass" if facts.get("passed") else "FAIL"
         click.echo(f"  {mark}  {check}: {_facts(facts)}")
+
+
+@rasters.command("embed")
+@click.argument("dataset_id")
+@click.option(
+    "--model",
+    default=None,
+    help="'tiny' (random weights, marked untrained), a local folder, or a cached hub id "
+    "(default: FLYWHEEL_DINOV3_MODEL, else tiny).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+def embed(dataset_id: str, model: str | None, batch_size: int) -> None:
+    """DINOv3 vectors of a ready dataset's tiles: Lance, Parquet export, QA, ANN index."""
+    import os
+
+    from flywheel_core.embed.dinov3 import DinoModelNotFoundError, load_dinov3
+    from flywheel_core.lake.connection import LakeAttachError, lake_connection
+    from flywheel_core.rasters.embed import DatasetNotReadyError, embed_dataset
+    from flywheel_core.rasters.registry import find_datasets
+    from flywheel_resources.object_store import ObjectStoreResource
+
+    settings = Settings.from_env()
+    try:
+        with lake_connection(_lake_config(settings)) as con:
+            found = find_datasets(con, dataset_id)
+    except LakeAttachError as exc:
+        raise click.ClickException(str(exc)) from None
+    if len(found) != 1:
+        raise click.ClickException(
+            f"{dataset_id!r} matches {len(found)} datasets (see `flywheel rasters list`)"
+        )
+    source = model or os.environ.get("FLYWHEEL_DINOV3_MODEL", "tiny")
+    try:
+        dino = load_dinov3(source)
+    except DinoModelNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not dino.trained:
+        click.echo(
+            f"warning: {dino.model_id} has RANDOM weights: vectors are stored with "
+            "trained=False and are for plumbing only",
+            err=True,
+        )
+    try:
+        result = embed_dataset(
+            dino,
+            found[0],
+            lancedb_uri=settings.lancedb_uri,
+            store=ObjectStoreResource().store(),
+            batch_size=batch_size,
+            progress=click.echo,
+        )
+    except DatasetNotReadyError as exc:
+        raise click.ClickException(str(exc)) from None
+    for (cell, day), part in result.partitions.items():
+        qa = part.qa
+        click.echo(
+            f"  {cell}|{day}: {part.rows} vectors, coverage {qa['coverage']:.3f}, "
+            f"NaN {qa['nan_vectors']}, zero {qa['zero_vectors']}, "
+            f"duplicates {qa['duplicate_vectors']} -> {part.export_uri}"
+        )
+    click.echo(f"{result.dataset_id}: {result.rows} vectors ({dino.model_id}, {dino.dim}-d)")
+    if not result.qa_passed:
+        raise SystemExit(1)

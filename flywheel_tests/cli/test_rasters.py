@@ -95,3 +95,29 @@ def test_register_from_s3_with_the_object_store_on_s3(
     ]
     missing = CliRunner().invoke(cli, ["rasters", "register", f"{s3_env}in/nope.tif"])
     assert missing.exit_code != 0 and "no such object" in missing.output
+
+
+def test_embed_a_registered_dataset(raster_files: RasterFiles, data_dir: Path) -> None:
+    import lancedb
+
+    runner = CliRunner()
+    reg = runner.invoke(cli, ["rasters", "register", str(raster_files.striped)])
+    assert reg.exit_code == 0, reg.output
+    dataset_id = reg.output.split()[0]
+    for _ in range(2):  # a re-run replaces the dataset's partitions, it adds nothing
+        run = runner.invoke(cli, ["rasters", "embed", dataset_id[:10], "--model", "tiny"])
+        assert run.exit_code == 0, run.output
+        assert "RANDOM weights" in run.output and "coverage 1.000" in run.output
+    table = lancedb.connect(str(data_dir / "lancedb")).open_table("dinov3_embeddings")
+    rows = table.search().where(f"dataset = '{dataset_id}'").limit(None).to_arrow()
+    tiles = lancedb.connect(str(data_dir / "lancedb")).open_table("raster_tiles")
+    assert rows.num_rows == tiles.count_rows(f"dataset = '{dataset_id}'") > 0
+    assert len(set(rows["uid"].to_pylist())) == rows.num_rows
+    assert not any(rows["trained"].to_pylist())
+    exports = list((data_dir / "objects" / "embeddings" / dataset_id).rglob("*.parquet"))
+    assert exports and all("cell=" in str(p) and "date=" in str(p) for p in exports)
+
+
+def test_embed_refuses_unknown_and_failed_datasets(data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["rasters", "embed", "rd-nope"])
+    assert result.exit_code != 0 and "matches 0 datasets" in result.output
