@@ -74,10 +74,10 @@ def _label_report(settings: Settings, cells: list[str], day: date, truth: gpd.Ge
 def run_rounds(
     n_rounds: int, lon: float, lat: float, n_cells: int, dates: str, seed: int
 ) -> list[dict]:
-    from flywheel_assets.loop.backfill import validated_backfill
-
+    from flywheel_assets.embed.assets import dinov3_embeddings
     from flywheel_assets.ingest.imagery import msi_chips, vhr_chips
     from flywheel_assets.ingest.labels import seed_labels
+    from flywheel_assets.loop.backfill import validated_backfill
     from flywheel_assets.loop.model import model_checkpoint
     from flywheel_assets.loop.predictions import predictions
     from flywheel_assets.masks.assets import sam_masks, training_data
@@ -91,7 +91,8 @@ def run_rounds(
     cells, instance = prepare(settings, lon, lat, n_cells, days, seed)
     truth = gpd.read_parquet(settings.world_dir / "truth.parquet")
     resources = build_resources()
-    ingest = [seed_labels, vhr_chips, msi_chips, sam_masks, training_data]
+    # Embeddings before the loop: validated_backfill mines hard negatives from them.
+    ingest = [seed_labels, vhr_chips, msi_chips, dinov3_embeddings, sam_masks, training_data]
     loop = [predictions, validated_backfill]
     everything = [*ingest, model_checkpoint, *loop]
     reports = []

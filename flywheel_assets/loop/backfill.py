@@ -44,7 +44,7 @@ def _truth(imagery: ImageryResource) -> gpd.GeoDataFrame | None:
 
 @asset(
     partitions_def=cell_date,
-    deps=["predictions", "seed_labels"],
+    deps=["predictions", "seed_labels", "dinov3_embeddings"],
     group_name="loop",
     kinds={"ducklake"},
 )
