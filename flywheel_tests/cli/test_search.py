@@ -12,8 +12,14 @@ from PIL import Image
 
 from flywheel_cli.main import cli
 from flywheel_core.lake.connection import LakeConfig, lake_connection
-from flywheel_tests.embed.embedding_rows import CHIP_M, chip_uid, grid_rows, unit, write
-from flywheel_tests.embed.test_contact_sheet import _pixel_table
+from flywheel_tests.embed.embedding_rows import (
+    CHIP_M,
+    chip_uid,
+    grid_rows,
+    pixel_table,
+    unit,
+    write,
+)
 from flywheel_tests.flywheel.conftest import import_seeds
 from flywheel_tests.flywheel.shapes import at, square
 
@@ -29,7 +35,7 @@ def data(tmp_path, monkeypatch):
     db = lancedb.connect(str(tmp_path / "data" / "lancedb"))
     table = grid_rows(CELL, DAY, unit(np.random.default_rng(2), 16, DIM), 4)
     write(db, table)
-    db.create_table("vhr_chips", _pixel_table(table.column("uid").to_pylist()))
+    db.create_table("vhr_chips", pixel_table(table.column("uid").to_pylist()))
     return tmp_path / "data"
 
 

@@ -82,3 +82,32 @@ def exact_top(
     d = 1.0 - vectors @ q
     order = sorted(range(len(uids)), key=lambda i: (round(float(d[i]), 5), uids[i]))
     return [(uids[i], float(d[i])) for i in order[:k]]
+
+
+# Distinct colours, one per chip: chip i is mostly channel i % 3.
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
+
+
+def chip_pixels(i: int, bands: int = 4) -> bytes:
+    rng = np.random.default_rng(i)
+    img = np.zeros((bands, 32, 32), dtype=np.uint8)
+    for b in range(min(bands, 3)):
+        img[b] = COLOURS[i % 3][b] + rng.integers(0, 10, (32, 32))
+    if bands > 3:
+        img[3] = 120
+    return img.tobytes()
+
+
+def pixel_table(uids: list[str], bands: int = 4, dataset: str | None = None) -> pa.Table:
+    """A minimal `vhr_chips`/`raster_tiles` stand-in: the pixel columns the contact sheet reads."""
+    cols = {
+        "uid": uids,
+        "image": [chip_pixels(i, bands) for i in range(len(uids))],
+        "bands": pa.array([bands] * len(uids), pa.int16()),
+        "height": pa.array([32] * len(uids), pa.int32()),
+        "width": pa.array([32] * len(uids), pa.int32()),
+        "dtype": ["uint8"] * len(uids),
+    }
+    if dataset:
+        cols["dataset"] = [dataset] * len(uids)
+    return pa.table(cols)

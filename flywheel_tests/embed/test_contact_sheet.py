@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import lancedb
 import numpy as np
-import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -14,38 +13,12 @@ from flywheel_core.embed.contact_sheet import (
     write_search_sheet,
 )
 from flywheel_core.embed.search import search
-from flywheel_tests.embed.embedding_rows import grid_rows, unit, write
+from flywheel_tests.embed.embedding_rows import grid_rows, pixel_table, unit, write
 
 CELL, DAY = "479e758c4", "2024-06-01"
 TILE = 64
 PAD = 4
 CAPTION = 28
-# Distinct colours, one per chip: chip i is mostly channel i % 3.
-COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
-
-
-def _pixels(i: int, bands: int = 4) -> bytes:
-    rng = np.random.default_rng(i)
-    img = np.zeros((bands, 32, 32), dtype=np.uint8)
-    for b in range(min(bands, 3)):
-        img[b] = COLOURS[i % 3][b] + rng.integers(0, 10, (32, 32))
-    if bands > 3:
-        img[3] = 120
-    return img.tobytes()
-
-
-def _pixel_table(uids: list[str], bands: int = 4, dataset: str | None = None) -> pa.Table:
-    cols = {
-        "uid": uids,
-        "image": [_pixels(i, bands) for i in range(len(uids))],
-        "bands": pa.array([bands] * len(uids), pa.int16()),
-        "height": pa.array([32] * len(uids), pa.int32()),
-        "width": pa.array([32] * len(uids), pa.int32()),
-        "dtype": ["uint8"] * len(uids),
-    }
-    if dataset:
-        cols["dataset"] = [dataset] * len(uids)
-    return pa.table(cols)
 
 
 @pytest.fixture
@@ -55,7 +28,7 @@ def db(tmp_path):
     table = grid_rows(CELL, DAY, vecs, 3)
     write(db, table)
     uids = table.column("uid").to_pylist()
-    db.create_table("vhr_chips", _pixel_table(uids[:8]))  # the last chip has no pixels
+    db.create_table("vhr_chips", pixel_table(uids[:8]))  # the last chip has no pixels
     return db
 
 
@@ -98,7 +71,7 @@ def test_vector_query_and_missing_tables_give_placeholders(db, tmp_path):
 
 
 def test_tiles_of_raster_datasets_come_from_raster_tiles(db):
-    db.create_table("raster_tiles", _pixel_table(["ortho|t1", "ortho|t2"], 1, dataset="ortho"))
+    db.create_table("raster_tiles", pixel_table(["ortho|t1", "ortho|t2"], 1, dataset="ortho"))
     tiles = read_tiles(db, [("ortho", "ortho|t2"), ("vhr_chips", "nope")])
     assert list(tiles) == ["ortho|t2"]
     grey = tiles["ortho|t2"]
