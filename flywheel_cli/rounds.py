@@ -57,6 +57,9 @@ def _label_report(settings: Settings, cells: list[str], day: date, truth: gpd.Ge
             for r in cur.fetchall()
         ]
         model = latest_model(con, registry_name(day.isoformat()))
+        hard_negatives = con.execute(
+            "SELECT count(*) FROM hard_negatives WHERE partition_date = ?", [day]
+        ).fetchone()[0]
     by_source: dict[str, int] = {}
     for lab in labels:
         by_source[lab["source_kind"]] = by_source.get(lab["source_kind"], 0) + 1
@@ -68,6 +71,7 @@ def _label_report(settings: Settings, cells: list[str], day: date, truth: gpd.Ge
         "recall": quality.recall,
         "precision": quality.precision,
         "installations": quality.installations,
+        "hard_negatives": int(hard_negatives),
     }
 
 
@@ -115,6 +119,10 @@ def run_rounds(
         )
         click.echo(f"   predictions + backfill done ({time.monotonic() - t0:.0f} s)")
         click.echo(f"   labels by source: {report['by_source']}")
+        click.echo(
+            f"   hard-negative candidates (embedding neighbours of rejected or false-positive "
+            f"detections): {report['hard_negatives']}"
+        )
         click.echo(f"   model IoU on the held-out test split: {iou}")
         click.echo(
             f"   active labels vs hidden truth ({report['installations']} installations): "
@@ -159,3 +167,7 @@ def rounds(n_rounds: int, lon: float, lat: float, n_cells: int, dates: str, seed
     click.echo(f"  {settings.data_dir / 'runs'!s:<24} W&B offline runs (wandb sync to upload)")
     click.echo(f"  {settings.data_dir / 'previews'!s:<24} PNG previews per asset and partition")
     click.echo("  flywheel eval masks      mask quality against the hidden truth")
+    click.echo(
+        f"  flywheel search --point {lon} {lat} -k 8   chips nearest a point (DINOv3 vectors; "
+        "random weights offline)"
+    )
