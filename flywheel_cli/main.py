@@ -14,6 +14,10 @@ import click
 COMMANDS = {
     "cells": ("flywheel_cli.cells:cells", "S2 cells: the spatial partitions of every asset."),
     "demo": ("flywheel_cli.demo:demo", "The demo world and three flywheel rounds."),
+    "embeddings": (
+        "flywheel_cli.embeddings:embeddings",
+        "The embedding export: QA and DuckDB vss nearest neighbours.",
+    ),
     "eval": ("flywheel_cli.evaluate:evaluate", "Measure the flywheel against the hidden truth."),
     "rasters": ("flywheel_cli.rasters:rasters", "Raster datasets: register, tile, list, show."),
     "rounds": ("flywheel_cli.rounds:rounds", "Turn the flywheel N rounds and measure each."),
