@@ -13,7 +13,7 @@ from flywheel_core.settings import Settings
 def _cells_from_labels(settings: Settings) -> list[str]:
     from flywheel_core.lake.connection import LakeConfig, lake_connection
 
-    config = LakeConfig(catalog=settings.lake_catalog, data_path=settings.lake_data_path)
+    config = LakeConfig.from_settings(settings)
     with lake_connection(config) as con:
         rows = con.execute(
             "SELECT DISTINCT unnest(s2_cells) FROM labels WHERE status = 'active' AND s2_level = ?",

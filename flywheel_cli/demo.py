@@ -44,7 +44,7 @@ def prepare(
     click.echo(f"world: {len(cells)} cells x {len(days)} dates -> {settings.world_dir}")
     generate_world(settings.world_dir, cells, days, seed=seed)
     seeds = settings.world_dir / "seed_labels.parquet"
-    config = LakeConfig(catalog=settings.lake_catalog, data_path=settings.lake_data_path)
+    config = LakeConfig.from_settings(settings)
     with lake_connection(config) as con:
         _, result = import_label_file(
             con,

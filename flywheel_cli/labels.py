@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from flywheel_core.lake.config import LakeConfig, LakeConfigError
+from flywheel_cli.lake import lake_config
 from flywheel_core.settings import Settings
 
 _SHOW_REJECTS = 5
@@ -16,13 +16,6 @@ _SHOW_CELLS = 20
 @click.group()
 def labels() -> None:
     """Seed labels in DuckLake (the system of record)."""
-
-
-def _lake_config(settings: Settings) -> LakeConfig:
-    try:
-        return LakeConfig(catalog=settings.lake_catalog, data_path=settings.lake_data_path)
-    except LakeConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @labels.command("import")
@@ -54,7 +47,7 @@ def import_(
     from flywheel_core.lake.connection import LakeAttachError, lake_connection
 
     settings = Settings.from_env()
-    config = _lake_config(settings)
+    config = lake_config(settings)
     try:
         with lake_connection(config) as con:
             batch, result = import_label_file(
@@ -96,7 +89,7 @@ def stats() -> None:
     from flywheel_core.lake.connection import LakeAttachError, lake_connection
     from flywheel_core.lake.labels import current_snapshot_id, label_counts
 
-    config = _lake_config(Settings.from_env())
+    config = lake_config(Settings.from_env())
     try:
         with lake_connection(config) as con:
             counts = label_counts(con)

@@ -17,6 +17,7 @@ from flywheel_assets.masks.config import MaskFactoryConfig, TrainingDataConfig
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
+from flywheel_core.imagery.vhr_chips import rows_to_table
 from flywheel_core.masks.backends.registry import build_backend
 from flywheel_core.masks.factory import SAM_MASK_SCHEMA, FactorySettings, iter_masks, weights_of
 from flywheel_core.masks.preview import masks_sheet
@@ -106,11 +107,7 @@ def sam_masks(
         if rows
         else placeholder(f"{part.key}: no prompts")
     )
-    table = (
-        pa.Table.from_pylist(rows, schema=SAM_MASK_SCHEMA)
-        if rows
-        else SAM_MASK_SCHEMA.empty_table()
-    )
+    table = rows_to_table(rows, SAM_MASK_SCHEMA)
     yield Output(
         table,
         metadata={
@@ -176,11 +173,7 @@ def training_data(
     blocks: dict[str, set[str]] = {}
     for r in rows:
         blocks.setdefault(r["metadata"]["split_block"], set()).add(r["split"])
-    table = (
-        pa.Table.from_pylist(rows, schema=TRAINING_SCHEMA)
-        if rows
-        else TRAINING_SCHEMA.empty_table()
-    )
+    table = rows_to_table(rows, TRAINING_SCHEMA)
     yield Output(
         table,
         metadata={

@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from flywheel_core.settings import Settings
 
 CatalogKind = Literal["duckdb", "sqlite", "postgres"]
 
@@ -55,6 +58,11 @@ class LakeConfig:
             raise LakeConfigError(f"lake alias {self.alias!r} is not a plain SQL identifier")
         if self.inline_row_limit < 0:
             raise LakeConfigError("inline_row_limit must be >= 0")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LakeConfig:
+        """The lake the environment names (FLYWHEEL_LAKE_CATALOG / FLYWHEEL_LAKE_DATA_PATH)."""
+        return cls(catalog=settings.lake_catalog, data_path=settings.lake_data_path)
 
     @property
     def kind(self) -> CatalogKind:
