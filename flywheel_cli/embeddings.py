@@ -33,9 +33,10 @@ def _expected_tiles(dataset: str) -> int | None:
     from flywheel_core.store.lance_tables import connect, partition_filter
 
     db = connect(Settings.from_env().lancedb_uri)
-    table, where = ("vhr_chips", None) if dataset == "vhr_chips" else ("raster_tiles", None)
-    if dataset != "vhr_chips":
-        where = partition_filter({"dataset": dataset})
+    if dataset == "vhr_chips":
+        table, where = "vhr_chips", None
+    else:
+        table, where = "raster_tiles", partition_filter({"dataset": dataset})
     if table not in db.table_names():
         return None
     return db.open_table(table).count_rows(where)
@@ -110,7 +111,7 @@ def nearest(chip: str | None, vector: Path | None, dataset: str, k: int, where: 
     import duckdb
 
     from flywheel_core.embed.search_queries import SearchError
-    from flywheel_core.embed.vss import build_hnsw
+    from flywheel_core.embed.vss import build_hnsw, vector_widths
     from flywheel_core.embed.vss import nearest as vss_nearest
 
     if (chip is None) == (vector is None):
@@ -118,17 +119,12 @@ def nearest(chip: str | None, vector: Path | None, dataset: str, k: int, where: 
     glob = _glob(dataset)
     with duckdb.connect() as con:
         try:
-            from flywheel_core.embed.qa import parquet_source, prepare_reader
-
-            prepare_reader(con, glob)
-            dims = con.execute(
-                f"SELECT DISTINCT len(vector) FROM {parquet_source(glob)} WHERE vector IS NOT NULL"
-            ).fetchall()
-        except duckdb.IOException as exc:
-            raise click.ClickException(f"no embedding export at {glob}: {exc}") from None
+            dims = vector_widths(con, glob)
+        except FileNotFoundError as exc:
+            raise click.ClickException(str(exc)) from None
         if len(dims) != 1:
-            raise click.ClickException(f"{glob} holds vectors of widths {sorted(dims)}")
-        dim = int(dims[0][0])
+            raise click.ClickException(f"{glob} holds vectors of widths {dims}")
+        dim = dims[0]
         table = build_hnsw(con, glob, dim)
         try:
             query = _query_vector(con, table, chip, vector)

@@ -27,6 +27,7 @@ from shapely.geometry import box
 from flywheel_core.embed.dinov3 import DinoModel
 from flywheel_core.embed.schema import embedding_schema
 from flywheel_core.geo.projection import reproject
+from flywheel_core.imagery.vhr_chips import chip_image
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,7 @@ def tile_pixels(row: dict[str, Any]) -> np.ndarray:
     stretched between its 2nd and 98th percentile, as a person would display it.
     """
     try:
-        arr = np.frombuffer(row["image"], dtype=row["dtype"]).reshape(
-            row["bands"], row["height"], row["width"]
-        )
+        arr = chip_image(row)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(
             f"tile {row.get('uid')!r}: 'image' bytes do not match bands/height/width/dtype "
@@ -203,17 +202,16 @@ def _groups_by_shape(images: Sequence[np.ndarray]) -> dict[tuple[int, ...], list
     return groups
 
 
-def embed_rows(
+def embed_pixels(
     dino: DinoModel,
-    rows: list[dict[str, Any]],
+    images: Sequence[np.ndarray],
     batch_size: int = 16,
     patch_vectors: bool = False,
 ) -> EmbeddingOutput:
-    """Vectors of tile rows in input order; tiles of different sizes are batched by shape."""
-    if not rows:
+    """Vectors of (C, H, W) uint8 tiles in input order; tiles of different sizes batch by shape."""
+    if not images:
         return embed_images(dino, np.zeros((0, 3, 1, 1), dtype=np.uint8), batch_size, patch_vectors)
-    images = [tile_pixels(r) for r in rows]
-    n, dim = len(rows), dino.dim
+    n, dim = len(images), dino.dim
     cls = np.zeros((n, dim), dtype=np.float32)
     mean = np.zeros_like(cls)
     norms = np.zeros(n, dtype=np.float32)
@@ -227,6 +225,16 @@ def embed_rows(
             patches[idx] = out.patches
         log.debug("embedded %d tiles of shape %s", len(idx), shape)
     return EmbeddingOutput(cls, mean, norms, patches)
+
+
+def embed_rows(
+    dino: DinoModel,
+    rows: list[dict[str, Any]],
+    batch_size: int = 16,
+    patch_vectors: bool = False,
+) -> EmbeddingOutput:
+    """Vectors of tile rows in input order (`tile_pixels` of each, then `embed_pixels`)."""
+    return embed_pixels(dino, [tile_pixels(r) for r in rows], batch_size, patch_vectors)
 
 
 def embedding_table(

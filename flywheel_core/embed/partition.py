@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from flywheel_core.embed.dinov3 import DinoModel
-from flywheel_core.embed.embedder import embed_rows, embedding_table, tile_pixels
+from flywheel_core.embed.embedder import embed_pixels, embedding_table, tile_pixels
 from flywheel_core.embed.export import export_parquet
 from flywheel_core.embed.patches import PATCH_TABLE, patch_schema, patch_table
 from flywheel_core.embed.preview import thumbnail
@@ -104,14 +104,14 @@ def embed_partition(
     done, seconds = 0, 0.0
     for rows in chunks:
         start = time.perf_counter()
-        out = embed_rows(dino, rows, batch_size, patch_vectors)
+        images = [tile_pixels(r) for r in rows]  # decoded once: for the model and the preview
+        out = embed_pixels(dino, images, batch_size, patch_vectors)
         seconds += time.perf_counter() - start
         tables.append(embedding_table(dino, rows, out, dataset, stamp))
         if patch_vectors:
             patches.append(patch_table(dino, rows, out, dataset, stamp))
-        for row in rows:
-            thumbs.append(thumbnail(tile_pixels(row)))
-            places.append((int(row.get("row_off") or 0), int(row.get("col_off") or 0)))
+        thumbs.extend(thumbnail(image) for image in images)
+        places.extend((int(r.get("row_off") or 0), int(r.get("col_off") or 0)) for r in rows)
         done += len(rows)
         rate = done / seconds if seconds else 0.0
         say(f"embedded {done}/{expected} tiles of {dataset} {cell}|{date} ({rate:.1f} tiles/s)")
@@ -159,12 +159,12 @@ def _write_patches(
     if not wanted and PATCH_TABLE not in db.table_names():
         return 0
     if not wanted:
-        stale = db.open_table(PATCH_TABLE).count_rows(partition_filter(partition))
+        existing = db.open_table(PATCH_TABLE)
+        stale = existing.count_rows(partition_filter(partition))
         if not stale:
             return 0
         log.info("clearing %d patch vectors of an earlier run in %s", stale, partition)
-        schema = db.open_table(PATCH_TABLE).schema
-        replace_partition(db, PATCH_TABLE, schema.empty_table(), partition)
+        replace_partition(db, PATCH_TABLE, existing.schema.empty_table(), partition)
         return 0
     table = pa.concat_tables(patches) if patches else patch_schema(dino.dim).empty_table()
     replace_partition(db, PATCH_TABLE, table, partition)

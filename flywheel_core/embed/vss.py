@@ -53,6 +53,19 @@ def _ident(name: str) -> str:
     return name
 
 
+def vector_widths(con: duckdb.DuckDBPyConnection, parquet_glob: str) -> list[int]:
+    """The distinct widths of `vector` in the export, sorted (one value for a sound export)."""
+    prepare_reader(con, parquet_glob)
+    try:
+        widths = con.execute(
+            f"SELECT DISTINCT len(vector) FROM {parquet_source(parquet_glob)} "
+            "WHERE vector IS NOT NULL"
+        ).fetchall()
+    except duckdb.IOException as exc:
+        raise FileNotFoundError(f"no embedding Parquet at {parquet_glob}: {exc}") from exc
+    return sorted(int(w[0]) for w in widths)
+
+
 def build_hnsw(
     con: duckdb.DuckDBPyConnection,
     parquet_glob: str,
@@ -71,15 +84,8 @@ def build_hnsw(
         raise ValueError(f"dim must be positive, got {dim}")
     table = _ident(name)
     load_extension(con, "vss")
-    prepare_reader(con, parquet_glob)
+    found = vector_widths(con, parquet_glob)
     source = parquet_source(parquet_glob)
-    try:
-        widths = con.execute(
-            f"SELECT DISTINCT len(vector) FROM {source} WHERE vector IS NOT NULL"
-        ).fetchall()
-    except duckdb.IOException as exc:
-        raise FileNotFoundError(f"no embedding Parquet at {parquet_glob}: {exc}") from exc
-    found = sorted(int(w[0]) for w in widths)
     if found and found != [dim]:
         raise ValueError(f"{parquet_glob} holds vectors of width {found}, expected {dim}")
     columns = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
