@@ -158,9 +158,9 @@ def recall(found: list, truth: list) -> float:
 def search(args: argparse.Namespace) -> None:
     import duckdb
     import lancedb
-    from lancedb.index import HnswSq, IvfPq
+    from lancedb.index import IvfPq
 
-    from flywheel_core.embed.table import ROWS_PER_PARTITION
+    from flywheel_core.embed.table import _build as build_project_index
     from flywheel_core.embed.vss import build_hnsw, nearest
 
     clusters = max(10, args.n // 1000)
@@ -198,24 +198,23 @@ def search(args: argparse.Namespace) -> None:
 
         def lance_exact(q: np.ndarray) -> list[int]:
             query = tbl.search(q).distance_type("cosine").bypass_vector_index()
-            return query.select(["id"]).limit(K).to_arrow().column("id").to_pylist()
+            return query.select(["id", "_distance"]).limit(K).to_arrow().column("id").to_pylist()
 
         lat, found = timed(lance_exact, queries[: max(20, args.queries // 5)])
         report("LanceDB exact scan", None, recall(found, truth[: len(found)]), lat)
-        partitions = max(1, args.n // ROWS_PER_PARTITION)
+        t0 = time.perf_counter()
         if args.lance_index == "pq":
             config = IvfPq(distance_type="cosine", num_partitions=max(1, args.n // 4096))
+            tbl.create_index("vector", config=config)
             kind = "IVF_PQ"
-        else:
-            config = HnswSq(distance_type="cosine", num_partitions=partitions)
+        else:  # exactly the index ensure_ann_index builds on dinov3_embeddings
+            build_project_index(tbl, args.n)
             kind = "IVF_HNSW_SQ"
-        t0 = time.perf_counter()
-        tbl.create_index("vector", config=config)
         build = time.perf_counter() - t0
         for refine in (None, 10):
 
             def lance_ann(q: np.ndarray, refine: int | None = refine) -> list[int]:
-                query = tbl.search(q).distance_type("cosine").select(["id"]).limit(K)
+                query = tbl.search(q).distance_type("cosine").select(["id", "_distance"]).limit(K)
                 if refine:
                     query = query.refine_factor(refine)
                 return query.to_arrow().column("id").to_pylist()

@@ -18,11 +18,11 @@ from PIL import Image, ImageDraw
 
 from flywheel_core.embed.search import SearchResult, sql_str, uid_tail
 from flywheel_core.preview import save, stretch
+from flywheel_core.rasters.schema import RASTER_TILES_TABLE
 
 log = logging.getLogger(__name__)
 
 VHR_TABLE = "vhr_chips"
-RASTER_TILES_TABLE = "raster_tiles"
 PIXEL_COLUMNS = ["uid", "image", "bands", "height", "width", "dtype"]
 QUERY_FRAME = (0, 200, 255)
 BACKGROUND = (24, 24, 24)

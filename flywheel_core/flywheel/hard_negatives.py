@@ -43,14 +43,15 @@ from flywheel_core.embed.search import (
     labeled_uids,
     point_query,
     search,
-    sql_str,
 )
+from flywheel_core.embed.search_queries import read_rows
 from flywheel_core.flywheel.acceptance import Detection
 from flywheel_core.flywheel.backfill import DecidedDetection
 from flywheel_core.flywheel.matching import match
 from flywheel_core.labels.ids import NAMESPACE, geometry_key
 from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.lake.migrations import rollback_quietly
+from flywheel_core.store.lance_tables import partition_filter
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +168,13 @@ def _partition_rows(db: lancedb.DBConnection, cell: str, day: str) -> int:
     if EMBEDDINGS_TABLE not in db.table_names():
         return 0
     return db.open_table(EMBEDDINGS_TABLE).count_rows(
-        f"dataset = {sql_str(VHR_DATASET)} AND cell = {sql_str(cell)} AND date = {sql_str(day)}"
+        partition_filter({"dataset": VHR_DATASET, "cell": cell, "date": day})
     )
 
 
-def _unlabeled_clause(tbl: Any, con: duckdb.DuckDBPyConnection, pool: str) -> str | None:
+def _unlabeled_clause(tbl: Any, con: duckdb.DuckDBPyConnection, pool: str | None) -> str | None:
     """`uid NOT IN (labeled chips of the pool)`, resolved once for every query of a partition."""
-    chips = tbl.search().where(pool).select(["uid", "date", "footprint"]).limit(None).to_arrow()
-    labeled = labeled_uids(con, chips)
+    labeled = labeled_uids(con, read_rows(tbl, pool, ["uid", "date", "footprint"]))
     return in_list("uid", labeled, negate=True) if labeled else None
 
 
@@ -196,7 +196,7 @@ def mine(
         return [], 0, True
     tbl = db.open_table(EMBEDDINGS_TABLE)
     # Any cell's chips of the date: a centroid near the cell edge may sit in a neighbour's grid.
-    scope = f"dataset = {sql_str(VHR_DATASET)} AND date = {sql_str(day)}"
+    scope = partition_filter({"dataset": VHR_DATASET, "date": day})
     cache: dict[str, Any] = {}
     unlabeled: dict[tuple[str, str], str | None] = {}
     rows: list[dict[str, Any]] = []
@@ -220,7 +220,7 @@ def mine(
             pool_key = (str(chip.dataset), str(chip.model_id))
             if pool_key not in unlabeled:
                 pool = and_clauses(filters.column_clauses())
-                unlabeled[pool_key] = _unlabeled_clause(tbl, con, pool or "true")
+                unlabeled[pool_key] = _unlabeled_clause(tbl, con, pool)
             cache[chip.uid] = search(
                 db, query=chip, k=k, filters=filters, where=unlabeled[pool_key]
             )
