@@ -35,10 +35,10 @@ def _lake(settings: Settings, needed: bool) -> Iterator[Any]:
     if not needed:
         yield None
         return
-    from flywheel_core.lake.connection import LakeConfig, lake_connection
+    from flywheel_cli.lake import lake_config
+    from flywheel_core.lake.connection import lake_connection
 
-    config = LakeConfig(catalog=settings.lake_catalog, data_path=settings.lake_data_path)
-    with lake_connection(config) as con:
+    with lake_connection(lake_config(settings)) as con:
         yield con
 
 
