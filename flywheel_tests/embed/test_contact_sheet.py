@@ -66,6 +66,13 @@ def test_vector_query_and_missing_tables_give_placeholders(db, tmp_path):
     result = search(db, vector=q, k=2)
     img = search_sheet(db, result, tile=TILE, cols=3)
     assert img.size == (3 * (TILE + PAD), TILE + PAD + CAPTION)
+    assert _tile_at(img, 0, 3).std(axis=2).mean() < 5  # the query vector has no pixels: grey
+    stored = db.open_table("vhr_chips").search().select(["uid"]).limit(None).to_arrow()
+    uids = sorted(stored.column("uid").to_pylist())
+    drawn = [(i, h.uid) for i, h in enumerate(result.hits, start=1) if h.uid in uids]
+    assert drawn  # at least one hit has pixels, drawn in its own colour
+    for i, uid in drawn:
+        assert _dominant(_tile_at(img, i, 3)) == uids.index(uid) % 3
     empty = lancedb.connect(str(tmp_path / "other"))
     assert read_tiles(empty, [("vhr_chips", "a"), ("my-raster", "b")]) == {}
 
