@@ -67,18 +67,19 @@ def validated_backfill(
             raise Failure(
                 f"no model registered for {day}: materialize model_checkpoint[{day}] first"
             )
-        rows = predictions_for(con, model["model_id"], part.cell, part.date)
-        detections = [
-            {
-                "geometry": r["geometry"],
-                "score": r["score"],
-                "area_m2": r["area_m2"],
-                "msi_pvi": json.loads(r["metrics"] or "{}").get("msi_pvi"),
-                "vhr_pv_score": json.loads(r["metrics"] or "{}").get("vhr_pv_score"),
-                "prediction_id": r["prediction_id"],
-            }
-            for r in rows
-        ]
+        detections = []
+        for r in predictions_for(con, model["model_id"], part.cell, part.date):
+            measured = json.loads(r["metrics"] or "{}")
+            detections.append(
+                {
+                    "geometry": r["geometry"],
+                    "score": r["score"],
+                    "area_m2": r["area_m2"],
+                    "msi_pvi": measured.get("msi_pvi"),
+                    "vhr_pv_score": measured.get("vhr_pv_score"),
+                    "prediction_id": r["prediction_id"],
+                }
+            )
         # Measured before the backfill, against the labels the model was trained from.
         metrics = partition_metrics(
             con,

@@ -45,7 +45,6 @@ class PredictionConfig(Config):
 
 
 def _probability_preview(path: Path, detections: list) -> Image.Image:
-    import rasterio
     from PIL import ImageDraw
 
     with rasterio.open(path) as src:
@@ -90,6 +89,11 @@ def predictions(
         model = latest_model(con, registry_name(day))
     if model is None:
         raise Failure(f"no model registered for {day}: materialize model_checkpoint[{day}] first")
+    if model["params"].get("config", {}).get("bands", "vhr") != "vhr":
+        raise Failure(
+            "this model takes Sentinel-2 channels; tiled inference feeds VHR bands only so far "
+            "(train with bands='vhr')"
+        )
     area = cell_polygon(part.cell)
     ref = imagery.catalog().find(
         imagery.vhr_collection, area, part.date, window_end(part.date, SETTINGS.date_grain)
@@ -99,21 +103,16 @@ def predictions(
     if not cache.exists():
         store.get(f"models/{model['model_id']}/model.ckpt", cache)
     module = gpu.load("pv-seg", model["model_id"], lambda dev, dtype: load_model(cache).to(dev))
-    if model["params"].get("config", {}).get("bands", "vhr") != "vhr":
-        raise Failure(
-            "this model takes Sentinel-2 channels; tiled inference feeds VHR bands only so far "
-            "(train with bands='vhr')"
-        )
     rows, detections, cog_uri, tiles = [], [], "none", 0
     if ref is None:
         context.log.warning(f"no VHR scene for {part.key}: no predictions")
         img = placeholder(f"{part.key}: no scene")
     else:
         msi_rows = []
-        if "msi_chips" in lancedb.connect().table_names():
+        db = lancedb.connect()
+        if "msi_chips" in db.table_names():
             msi_rows = (
-                lancedb.connect()
-                .open_table("msi_chips")
+                db.open_table("msi_chips")
                 .search()
                 .where(f"cell = '{part.cell}' AND date = '{day}'")
                 .limit(None)

@@ -1,6 +1,7 @@
 """Which model detections may become labels: explicit rules, the first failure named.
 
-A detection is accepted only when it passes every rule, checked in this order:
+A detection is accepted only when it passes every rule, checked in this order (a detection with
+no polygon at all, e.g. an empty or point geometry, is rejected first under `geometry`):
 
 1. score:   model score >= `min_score` (0.6).
 2. area:    `min_area_m2` (4 m², about two residential modules) <= area <= `max_area_m2`
@@ -22,7 +23,12 @@ A detection is accepted only when it passes every rule, checked in this order:
             a vegetation bound (`min_msi_pvi`) is off by default: a mixed 10 m pixel cannot tell
             a farm from a meadow reliably. Set it (e.g. −0.9) to reject clearly vegetated
             detections at your own risk. NaN or None means "no MSI evidence" and passes.
-5. overlap: not already labeled: reject when the detection's IoU with an active label exceeds
+5. vhr_spectra: when the predictor measured it, the mean VHR PV score over the detection
+            ((B − R) + ½·(B − NIR) in 8-bit DN, flywheel_core.infer.spectral) must be
+            >= `min_vhr_pv_score` (15): panels are bluer than red and darker in NIR than in blue,
+            grey shingle and dark slate roofs are not. None (no score, or the rule switched off
+            with `min_vhr_pv_score=None`, e.g. for RGB-only imagery) passes.
+6. already_labeled: reject when the detection's IoU with an active label exceeds
             `max_iou_with_label` (0.1) or more than `max_fraction_in_label` (30 %) of the detection
             lies inside one active label; a point label (an unshaped seed) counts as labeled when
             the detection covers the point.

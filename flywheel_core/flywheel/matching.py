@@ -14,25 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
+from flywheel_core.geo.projection import _laea, _transformer
+
 __all__ = ["Match", "MatchResult", "iou", "match", "to_local_metric"]
-
-
-def _laea(lon: float, lat: float) -> str:
-    return f"+proj=laea +lat_0={lat:.6f} +lon_0={lon:.6f} +datum=WGS84 +units=m +no_defs"
-
-
-@lru_cache(maxsize=64)
-def _to_laea(lon: float, lat: float) -> Transformer:
-    # Centres are rounded to 0.01° (≈ 1 km): the projection is equal-area everywhere, and its
-    # shape distortion that far from the centre is below 1e-4, so one transformer serves a cell.
-    return Transformer.from_crs("EPSG:4326", _laea(lon, lat), always_xy=True)
 
 
 def to_local_metric(
@@ -51,7 +40,10 @@ def to_local_metric(
             return arrays
         xmin, ymin, xmax, ymax = shapely.total_bounds(everything)
         origin = ((xmin + xmax) / 2.0, (ymin + ymax) / 2.0)
-    tr = _to_laea(round(origin[0], 2), round(origin[1], 2))
+    # Centres are rounded to 0.01° (≈ 1 km): the projection is equal-area everywhere, and its
+    # shape distortion that far from the centre is below 1e-4, so one (cached) transformer
+    # serves a cell.
+    tr = _transformer("EPSG:4326", _laea(round(origin[0], 2), round(origin[1], 2)))
 
     def fwd(xy: np.ndarray) -> np.ndarray:
         x, y = tr.transform(xy[:, 0], xy[:, 1])

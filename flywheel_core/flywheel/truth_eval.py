@@ -19,6 +19,7 @@ from shapely import wkb
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from flywheel_core.flywheel.matching import iou
 from flywheel_core.geo.projection import reproject, utm_epsg
 from flywheel_core.geo.s2 import cell_polygon
 
@@ -44,10 +45,8 @@ class LabelTruth:
 def _score(label: BaseGeometry, truth: BaseGeometry) -> float:
     if label.geom_type == "Point":
         return 1.0 if label.distance(truth) <= POINT_TOLERANCE_M else 0.0
-    inter = label.intersection(truth).area
-    union = label.union(truth).area
-    iou = inter / union if union else 0.0
-    return iou if iou >= MIN_IOU else 0.0
+    value = iou(label, truth)
+    return value if value >= MIN_IOU else 0.0
 
 
 def label_truth(

@@ -210,6 +210,7 @@ def vectorize_probabilities(
     for i, g in enumerate(group):
         by_group.setdefault(g, []).append(i)
 
+    inv = ~transform
     detections: list[tuple[tuple[float, float], Detection]] = []
     for idx in by_group.values():
         # A 4-connected component is one polygon; _parts flattens defensively all the same.
@@ -231,7 +232,6 @@ def vectorize_probabilities(
             n_pixels=n_px,
         )
         # Raster order of the top-left corner, so the output order is deterministic.
-        inv = ~transform
         col, row = inv * (local.bounds[0], local.bounds[3])
         detections.append(((round(row, 6), round(col, 6)), det))
     detections.sort(key=lambda t: t[0])
