@@ -42,12 +42,12 @@ def _lake(settings: Settings, needed: bool) -> Iterator[Any]:
         yield con
 
 
-def _bbox(footprint_wkt: str | None) -> str:
-    if not footprint_wkt:
+def _bbox(footprint: bytes | None) -> str:
+    if not footprint:
         return "-"
     import shapely
 
-    x0, y0, x1, y1 = shapely.from_wkt(footprint_wkt).bounds
+    x0, y0, x1, y1 = shapely.from_wkb(footprint).bounds
     return f"{x0:.6f},{y0:.6f},{x1:.6f},{y1:.6f}"
 
 
@@ -76,7 +76,7 @@ def _print_table(result: Any, sheet: Path | None) -> None:
         for h in result.hits:
             click.echo(
                 f"{h.rank:>4}  {h.distance:>8.4f}  {h.uid:<34}  {h.dataset:<10}  "
-                f"{h.center_lon:>10.6f},{h.center_lat:<10.6f}  {_bbox(h.footprint_wkt)}"
+                f"{h.center_lon:>10.6f},{h.center_lat:<10.6f}  {_bbox(h.footprint)}"
             )
     else:
         click.echo("no chip matches the filters")
