@@ -112,9 +112,10 @@ def dinov3_embeddings(
     """DINOv3 CLS and mean-patch vectors of the partition's chips; Parquet export, QA, ANN index."""
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     day = part.date.isoformat()
+    batch_size = config.batch_size or gpu.batch_size
     try:
         expected, chunks = tile_batches(
-            lancedb.connect(), DATASET, partition_filter(part.as_filter()), 4 * gpu.batch_size
+            lancedb.connect(), DATASET, partition_filter(part.as_filter()), 4 * batch_size
         )
     except FileNotFoundError as exc:
         raise Failure(f"{exc} (dinov3_embeddings reads the vhr_chips of {part.key})") from exc
@@ -143,7 +144,7 @@ def dinov3_embeddings(
         date=day,
         lancedb_uri=lancedb.uri,
         store=objects.store(),
-        batch_size=config.batch_size or gpu.batch_size,
+        batch_size=batch_size,
         patch_vectors=config.patch_vectors,
         min_index_rows=config.min_index_rows,
         progress=context.log.info,
