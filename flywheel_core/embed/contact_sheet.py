@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from flywheel_core.embed.search import SearchResult, sql_str, uid_tail
-from flywheel_core.preview import save, stretch
+from flywheel_core.preview import placeholder, save, stretch
 from flywheel_core.rasters.schema import RASTER_TILES_TABLE
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,7 @@ def read_tiles(
 
 
 def _placeholder(size: int, text: str) -> np.ndarray:
-    img = Image.new("RGB", (size, size), (60, 60, 60))
-    draw = ImageDraw.Draw(img)
-    for i, line in enumerate(text.split("\n")):
-        draw.text((6, size // 2 - 12 + 12 * i), line, fill=(220, 220, 220))
-    return np.asarray(img)
+    return np.asarray(placeholder(text, (size, size)))
 
 
 def sheet(
