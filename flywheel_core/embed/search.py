@@ -213,18 +213,20 @@ def search(
     max_point_distance_m: float = MAX_POINT_DISTANCE_M,
     table: str = EMBEDDINGS_TABLE,
     where: str | None = None,
+    opened: Any | None = None,
 ) -> SearchResult:
     """The k chips nearest the query that match `filters`, nearest first.
 
     Give one of `vector`, `chip` (a uid), `point` (lon, lat) or a prepared `query`. `lake` is
     needed only for the label-status filter. The query chip itself is left out unless
     `include_query`. `where` is an extra SQL predicate on the embedding rows (a caller that runs
-    many searches over one pool can resolve an expensive filter once and pass it here).
+    many searches over one pool can resolve an expensive filter once and pass it here, and
+    pass the embedding table it already has open as `opened`).
     """
     if k < 1:
         raise SearchError(f"k must be at least 1, got {k}")
     filters = filters or SearchFilters()
-    tbl = open_embeddings(db, table)
+    tbl = opened if opened is not None else open_embeddings(db, table)
     if query is None:
         query = _resolve(tbl, column, vector, chip, point, filters, max_point_distance_m)
     else:

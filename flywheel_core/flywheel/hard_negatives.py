@@ -222,7 +222,7 @@ def mine(
                 pool = and_clauses(filters.column_clauses())
                 unlabeled[pool_key] = _unlabeled_clause(tbl, con, pool)
             cache[chip.uid] = search(
-                db, query=chip, k=k, filters=filters, where=unlabeled[pool_key]
+                db, query=chip, k=k, filters=filters, where=unlabeled[pool_key], opened=tbl
             )
         for hit in cache[chip.uid].hits:
             rows.append(
