@@ -39,12 +39,10 @@ from flywheel_core.embed.search import (
     SearchError,
     SearchFilters,
     and_clauses,
-    in_list,
-    labeled_uids,
     point_query,
     search,
 )
-from flywheel_core.embed.search_queries import read_rows
+from flywheel_core.embed.search_filters import restriction
 from flywheel_core.flywheel.acceptance import Detection
 from flywheel_core.flywheel.backfill import DecidedDetection
 from flywheel_core.flywheel.matching import match
@@ -172,12 +170,6 @@ def _partition_rows(db: lancedb.DBConnection, cell: str, day: str) -> int:
     )
 
 
-def _unlabeled_clause(tbl: Any, con: duckdb.DuckDBPyConnection, pool: str | None) -> str | None:
-    """`uid NOT IN (labeled chips of the pool)`, resolved once for every query of a partition."""
-    labeled = labeled_uids(con, read_rows(tbl, pool, ["uid", "date", "footprint"]))
-    return in_list("uid", labeled, negate=True) if labeled else None
-
-
 def mine(
     db: lancedb.DBConnection,
     con: duckdb.DuckDBPyConnection,
@@ -218,9 +210,10 @@ def mine(
         if chip.uid not in cache:
             filters = SearchFilters(dataset=chip.dataset, until=day, model_id=chip.model_id)
             pool_key = (str(chip.dataset), str(chip.model_id))
-            if pool_key not in unlabeled:
+            if pool_key not in unlabeled:  # resolved once for every query of the pool
                 pool = and_clauses(filters.column_clauses())
-                unlabeled[pool_key] = _unlabeled_clause(tbl, con, pool)
+                only_unlabeled = SearchFilters(label_status="unlabeled")
+                unlabeled[pool_key] = restriction(db, tbl, pool, only_unlabeled, con)
             cache[chip.uid] = search(
                 db, query=chip, k=k, filters=filters, where=unlabeled[pool_key], opened=tbl
             )
