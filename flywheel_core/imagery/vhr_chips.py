@@ -20,7 +20,6 @@ from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.rasters.schema import TILE_SCHEMA
 from flywheel_core.rasters.tiling import (
-    TILE_S2_LEVEL_OFFSET,
     TilePlace,
     band_names,
     iter_tiles,
@@ -31,8 +30,6 @@ from flywheel_core.rasters.tiling import (
 from flywheel_core.settings import ChipSettings
 
 log = logging.getLogger(__name__)
-
-CHIP_S2_LEVEL_OFFSET = TILE_S2_LEVEL_OFFSET  # chips are indexed two S2 levels below their cell
 
 VHR_CHIP_SCHEMA = TILE_SCHEMA
 

@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import lancedb
+
 from flywheel_core.embed.dinov3 import DinoModel
 from flywheel_core.embed.partition import PartitionEmbedding, embed_partition, tile_batches
 from flywheel_core.embed.table import DEFAULT_MIN_ROWS
-from flywheel_core.rasters.registry import RasterDataset
+from flywheel_core.rasters.registry import KIND_FILE, RasterDataset
 from flywheel_core.store.lance_tables import connect, partition_filter
 from flywheel_core.store.objects import ObjectStore
 
@@ -43,9 +45,8 @@ class DatasetEmbedding:
         )
 
 
-def tile_partitions(lancedb_uri: str, ds: RasterDataset) -> list[tuple[str, str]]:
+def tile_partitions(db: lancedb.DBConnection, ds: RasterDataset) -> list[tuple[str, str]]:
     """The distinct (cell, date) of a dataset's tiles, sorted."""
-    db = connect(lancedb_uri)
     table = db.open_table(ds.lance_table or "raster_tiles")
     keys = (
         table.search()
@@ -73,14 +74,14 @@ def embed_dataset(
             f"raster dataset {ds.dataset_id} is {ds.status}, not ready: fix and re-register it "
             "(`flywheel rasters show` lists the failed checks) before embedding"
         )
-    if ds.kind != "raster":
+    if ds.kind != KIND_FILE:
         raise DatasetNotReadyError(
             f"{ds.dataset_id} is a {ds.kind}: the flywheel's VHR chips are embedded by the "
             "dinov3_embeddings asset, per cell and date"
         )
     db = connect(lancedb_uri)
     table_name = ds.lance_table or "raster_tiles"
-    parts = tile_partitions(lancedb_uri, ds)
+    parts = tile_partitions(db, ds)
     say = progress or log.info
     say(f"{ds.dataset_id}: {ds.tile_count} tiles in {len(parts)} cell/date partitions")
     done: dict[tuple[str, str], PartitionEmbedding] = {}

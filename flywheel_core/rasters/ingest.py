@@ -265,18 +265,20 @@ def register_raster(
         workdir = Path(tmp)
         local = local_file(uri, workdir, s3_client)
         checksum = sha256_file(local)
+        dataset_id = make_dataset_id(checksum, opts.params())
+        existing = get_dataset(con, dataset_id)
+        if existing is not None and existing.ready and not force:
+            # The same bytes passed inspection when they were registered: skip it (and its
+            # block-table scan) on the no-op path.
+            log.info("%s already registered, ready: nothing to do", dataset_id)
+            return RegisterResult(existing, created=False)
         info = inspect_raster(local, uri)
         if info.width < opts.tile_size or info.height < opts.tile_size:
             raise RasterError(
                 f"{uri}: {info.width}x{info.height} px is smaller than one "
                 f"{opts.tile_size}-px tile; register it with a smaller --tile-size"
             )
-        dataset_id = make_dataset_id(checksum, opts.params())
-        existing = get_dataset(con, dataset_id)
         if existing is not None and existing.ready:
-            if not force:
-                log.info("%s already registered, ready: nothing to do", dataset_id)
-                return RegisterResult(existing, created=False)
             # A rebuild deletes the tiles before writing them again: the row must not say
             # ready meanwhile, whatever happens to this process.
             existing.status, existing.error = FAILED, "rebuild in progress (--force)"

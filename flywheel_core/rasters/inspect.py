@@ -26,6 +26,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.projection import reproject
+from flywheel_core.rasters.tiling import band_names
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def inspect_raster(path: Path, uri: str | None = None) -> RasterInfo:
             height=src.height,
             count=src.count,
             dtype=src.dtypes[0],
-            band_names=[d or f"band{i + 1}" for i, d in enumerate(src.descriptions)],
+            band_names=band_names(src),
             crs=crs,
             transform=t,
             nodata=src.nodata,

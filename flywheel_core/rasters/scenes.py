@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import lancedb
-import numpy as np
 
+from flywheel_core.imagery.vhr_chips import chip_image
 from flywheel_core.rasters import checks
 from flywheel_core.rasters.checks import CheckResult
 from flywheel_core.rasters.cog import validate_cog
@@ -126,11 +126,8 @@ def _index_and_check(
 ) -> None:
     records = []
     for row in rows:
-        data = np.frombuffer(row["image"], dtype=row["dtype"]).reshape(
-            row["bands"], row["height"], row["width"]
-        )
         src_size = source_pixels(row["width"], row["gsd_m"], native_gsd)
-        facts = pixel_facts(data, nodata)
+        facts = pixel_facts(chip_image(row), nodata)
         records.append(index_record(row, ds.dataset_id, src_size, facts.nodata_fraction))
     key = rasters_key(ds.dataset_id, "tiles.parquet")
     ds.tile_index_uri = store.put(write_tile_index(records, workdir / "tiles.parquet"), key)
