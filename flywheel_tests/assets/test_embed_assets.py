@@ -116,7 +116,10 @@ def test_export_and_qa_through_s3(env, first_run, s3_env, s3_server):
         instance=env["instance"],
         resources=resources,
     )
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == dict.fromkeys(
+        ("coverage", "no_nan_vectors", "no_zero_vectors", "duplicate_vectors"), True
+    )
     mat = result.asset_materializations_for_node("dinov3_embeddings")[0]
     uri = mat.metadata["export_uri"].value
     assert uri == f"{s3_env.rstrip('/')}/{export_key('vhr_chips', TINY_CELL, LATE)}"
