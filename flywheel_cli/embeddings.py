@@ -122,6 +122,8 @@ def nearest(chip: str | None, vector: Path | None, dataset: str, k: int, where: 
             dims = vector_widths(con, glob)
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from None
+        if not dims:
+            raise click.ClickException(f"{glob} holds no vectors (only empty partitions)")
         if len(dims) != 1:
             raise click.ClickException(f"{glob} holds vectors of widths {dims}")
         dim = dims[0]
