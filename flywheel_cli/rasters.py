@@ -7,20 +7,13 @@ from typing import Any
 
 import click
 
-from flywheel_core.lake.config import LakeConfig, LakeConfigError
+from flywheel_cli.lake import lake_config
 from flywheel_core.settings import Settings
 
 
 @click.group()
 def rasters() -> None:
     """Raster datasets: COG, tiles in Lance, GeoParquet tile index, checks (DuckLake registry)."""
-
-
-def _lake_config(settings: Settings) -> LakeConfig:
-    try:
-        return LakeConfig(catalog=settings.lake_catalog, data_path=settings.lake_data_path)
-    except LakeConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _s3_client(uri: str) -> Any:
@@ -66,7 +59,7 @@ def register(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    config = _lake_config(settings)
+    config = lake_config(settings)
     s3 = _s3_client(path_or_uri) if path_or_uri.startswith("s3://") else None
     try:
         with lake_connection(config) as con:
@@ -111,7 +104,7 @@ def list_(status: str | None, kind: str | None) -> None:
     from flywheel_core.rasters.registry import list_datasets
 
     try:
-        with lake_connection(_lake_config(Settings.from_env())) as con:
+        with lake_connection(lake_config()) as con:
             found = list_datasets(con, status=status, kind=kind)
     except LakeAttachError as exc:
         raise click.ClickException(str(exc)) from None
@@ -139,7 +132,7 @@ def show(dataset_id: str) -> None:
     from flywheel_core.rasters.registry import find_datasets
 
     try:
-        with lake_connection(_lake_config(Settings.from_env())) as con:
+        with lake_connection(lake_config()) as con:
             found = find_datasets(con, dataset_id)
     except LakeAttachError as exc:
         raise click.ClickException(str(exc)) from None
@@ -183,7 +176,7 @@ def embed(dataset_id: str, model: str | None, batch_size: int) -> None:
 
     settings = Settings.from_env()
     try:
-        with lake_connection(_lake_config(settings)) as con:
+        with lake_connection(lake_config(settings)) as con:
             found = find_datasets(con, dataset_id)
     except LakeAttachError as exc:
         raise click.ClickException(str(exc)) from None
