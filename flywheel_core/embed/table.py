@@ -2,9 +2,9 @@
 
 Rows are written per (dataset, cell, date) with the project's single-commit `replace_partition`,
 so a rerun leaves exactly that partition's new vectors. The ANN index is IVF_HNSW_SQ on the
-cosine distance of `vector` (the vectors are unit length): on random 64-d vectors measured here
-it kept recall@10 at 0.82 without refinement and 0.99 with `refine_factor(10)`, against 0.55 /
-0.98 for IVF_PQ, and built in half the time. An index is only worth having once the table is big:
+cosine distance of `vector` (the vectors are unit length), searched with `refine_factor(10)`
+exact re-ranking, which is what keeps its recall near 1 (figures in the README and
+bench/embeddings.py; they depend on the query set, so both are stated there). An index is only worth having once the table is big:
 below `min_rows` a flat scan is exact and takes milliseconds, and IVF's k-means needs enough rows
 per partition to train, so small tables are left unindexed on purpose.
 
