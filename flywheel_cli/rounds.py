@@ -45,7 +45,7 @@ def _label_report(settings: Settings, cells: list[str], day: date, truth: gpd.Ge
     from flywheel_core.lake.connection import lake_connection
     from flywheel_core.lake.models import latest_model, registry_name
 
-    config = LakeConfig(catalog=settings.lake_catalog, data_path=settings.lake_data_path)
+    config = LakeConfig.from_settings(settings)
     with lake_connection(config) as con:
         cur = con.execute(
             "SELECT label_id, source_kind, geometry FROM labels WHERE status = 'active' "
