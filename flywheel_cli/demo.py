@@ -7,6 +7,7 @@ persistent instance (so `make dev` shows the runs); the demo then turns the flyw
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import click
 
@@ -29,9 +30,10 @@ def parse_dates(text: str) -> list[date]:
 
 
 def prepare(
-    settings: Settings, lon: float, lat: float, n_cells: int, days: list[date], seed: int
+    settings: Settings, lon: float, lat: float, n_cells: int, days: list[date], world: Any
 ) -> tuple[list[str], object]:
-    """World, seed labels in DuckLake, cells in the instance; all idempotent."""
+    """World (`world`: WorldSettings), seed labels in DuckLake, cells in the instance; all
+    idempotent."""
     from flywheel_assets.partitions import S2_CELLS_NAME
     from flywheel_cli.instance import get_instance
     from flywheel_core.geo.s2 import cells_around
@@ -42,7 +44,12 @@ def prepare(
 
     cells = cells_around(lon, lat, settings.s2_level, n_cells)
     click.echo(f"world: {len(cells)} cells x {len(days)} dates -> {settings.world_dir}")
-    generate_world(settings.world_dir, cells, days, seed=seed)
+    manifest = generate_world(settings.world_dir, cells, days, world)
+    counts = manifest.counts
+    click.echo(
+        f"world: {counts['installations']} installations, {counts.get('distractors', 0)} "
+        f"look-alikes, VHR at {world.gsd_m:g} m"
+    )
     seeds = settings.world_dir / "seed_labels.parquet"
     config = LakeConfig.from_settings(settings)
     with lake_connection(config) as con:

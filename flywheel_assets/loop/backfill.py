@@ -1,6 +1,7 @@
-"""`validated_backfill`: predictions measured and, where the rules agree, made labels."""
+"""`validated_backfill`: predictions measured and, where the calibrated rules and the mask factory
+agree, made labels (flywheel_core.flywheel.partition has the steps)."""
 
-import json
+from pathlib import Path
 
 import geopandas as gpd
 from dagster import (
@@ -13,15 +14,18 @@ from dagster import (
 )
 from pydantic import Field
 
+from flywheel_assets.masks.config import MaskFactoryConfig
+from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
-from flywheel_core.flywheel.acceptance import AcceptanceRules
-from flywheel_core.flywheel.backfill import backfill, partition_metrics, truth_in_cell
-from flywheel_core.flywheel.hard_negatives import DEFAULT_K, hard_negatives
+from flywheel_core.flywheel.hard_negatives import DEFAULT_K
+from flywheel_core.flywheel.partition import backfill_partition, decisions_preview
 from flywheel_core.lake.models import latest_model, registry_name
-from flywheel_core.lake.predictions import predictions_for
+from flywheel_core.masks.backends.registry import build_backend
+from flywheel_core.masks.types import MaskBackend
 from flywheel_core.partitions import CellDate
 from flywheel_resources.ducklake import DuckLakeResource
+from flywheel_resources.gpu import GPUResource
 from flywheel_resources.lancedb_io import LanceDBResource
 
 
@@ -29,15 +33,21 @@ class BackfillConfig(Config):
     hard_negative_k: int = Field(
         default=DEFAULT_K,
         ge=0,
-        description="Nearest unlabeled chips recorded per rejected or false-positive detection "
-        "(0 turns hard-negative mining off).",
+        description="Nearest unlabeled chips recorded per rejected detection (0: no mining).",
+    )
+    refine: bool = Field(
+        default=True,
+        description="Confirm accepted detections with the mask factory (their label geometry is "
+        "then the refined mask); off: the detection polygon becomes the label as it is.",
+    )
+    masks: MaskFactoryConfig = Field(
+        default_factory=MaskFactoryConfig,
+        description="Mask back end for the confirmation (the same settings as sam_masks).",
     )
 
 
 def _truth(imagery: ImageryResource) -> gpd.GeoDataFrame | None:
-    """The synthetic world's hidden truth beside its catalog, when there is one."""
-    from pathlib import Path
-
+    """The synthetic world's hidden truth beside its catalog, for the figures only."""
     path = Path(imagery.catalog_path).parent / "truth.parquet"
     return gpd.read_parquet(path) if path.exists() else None
 
@@ -54,89 +64,66 @@ def validated_backfill(
     ducklake: DuckLakeResource,
     imagery: ImageryResource,
     lancedb: LanceDBResource,
+    gpu: GPUResource,
 ) -> MaterializeResult:
-    """Object- and pixel-level metrics per partition; accepted detections become model labels;
-    the embedding neighbours of rejected and false-positive detections become hard-negative
-    candidates."""
+    """Object- and pixel-level metrics per partition; detections the round's calibrated rules
+    accept and the mask factory confirms become model labels; the embedding neighbours of
+    rejected detections become hard-negative candidates."""
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     day = part.date.isoformat()
-    truth = _truth(imagery)
+    m = config.masks
+
+    def backend_for(gsd: float) -> MaskBackend:
+        return gpu.load(
+            m.backend,
+            f"{m.model}|{m.samgeo_model_type}|{gsd}",
+            lambda dev, dtype: build_backend(
+                m.backend,
+                m.model,
+                gsd_m=gsd,
+                device=str(dev),
+                model_dir=gpu.model_dir,
+                samgeo_model_type=m.samgeo_model_type,
+            ),
+        )
+
     with ducklake.connect() as con:
         model = latest_model(con, registry_name(day))
         if model is None:
             raise Failure(
                 f"no model registered for {day}: materialize model_checkpoint[{day}] first"
             )
-        detections = []
-        for r in predictions_for(con, model["model_id"], part.cell, part.date):
-            measured = json.loads(r["metrics"] or "{}")
-            detections.append(
-                {
-                    "geometry": r["geometry"],
-                    "score": r["score"],
-                    "area_m2": r["area_m2"],
-                    "msi_pvi": measured.get("msi_pvi"),
-                    "vhr_pv_score": measured.get("vhr_pv_score"),
-                    "prediction_id": r["prediction_id"],
-                }
-            )
-        # Measured before the backfill, against the labels the model was trained from.
-        metrics = partition_metrics(
+        out = backfill_partition(
             con,
-            detections,
+            lancedb.connect(),
+            model,
             cell=part.cell,
-            date=part.date,
-            truth=truth,
-            exclude_model_id=model["model_id"],
-        )
-        result = backfill(
-            con,
-            detections,
-            cell=part.cell,
-            date=part.date,
-            round=model["round"],
-            model_id=model["model_id"],
-            rules=AcceptanceRules(),
-            run_id=context.run_id,
+            day=part.date,
             s2_level=SETTINGS.s2_level,
             h3_resolution=SETTINGS.h3_resolution,
+            backend_for=backend_for if config.refine else None,
+            hard_negative_k=config.hard_negative_k,
+            truth=_truth(imagery),
+            run_id=context.run_id,
         )
-        mined = None
-        if config.hard_negative_k > 0:
-            # After the backfill's commit, so chips its new labels cover count as labeled.
-            mined = hard_negatives(
-                lancedb.connect(),
-                con,
-                result.decided,
-                cell=part.cell,
-                date=part.date,
-                round=model["round"],
-                model_id=model["model_id"],
-                truth=truth_in_cell(truth, part.cell, part.date) if truth is not None else None,
-                k=config.hard_negative_k,
-                run_id=context.run_id,
-            )
+    result, mined = out.result, out.hard_negatives
     context.log.info(
         f"{result.n_detections} detections: {result.accepted} accepted "
-        f"({result.inserted} new labels), rejected {result.rejected}"
+        f"({result.inserted} new labels), rejected {result.rejected}; "
+        f"calibration {out.calibration.digest}: {out.calibration.summary()}"
     )
     if mined is not None and mined.no_embeddings:
         context.log.warning(
-            f"no dinov3_embeddings for {part.cell} {day}: {mined.queries} rejected or "
-            "false-positive detection(s) left without hard-negative candidates "
+            f"no dinov3_embeddings for {part.cell} {day}: {mined.queries} rejected "
+            "detection(s) left without hard-negative candidates "
             "(materialize dinov3_embeddings for the partition to mine them)"
         )
-    elif mined is not None:
-        context.log.info(
-            f"hard negatives: {mined.queries} queries -> {mined.candidates} candidates "
-            f"(+{mined.inserted} new, -{mined.deleted} gone, {mined.no_query_chip} without a chip)"
-            + ("; the embeddings are untrained (random weights)" if mined.trained is False else "")
-        )
-    flat = {}
-    for ref, m in metrics.items():
-        for k, v in m.as_dict().items():
-            if isinstance(v, int | float):
-                flat[f"{ref}_{k}"] = float(v)
+    flat = {
+        f"{ref}_{k}": round(float(v), 4)
+        for ref, m in out.metrics.items()
+        for k, v in m.as_dict().items()
+        if isinstance(v, int | float)
+    }
     return MaterializeResult(
         metadata={
             "model_id": model["model_id"],
@@ -147,9 +134,15 @@ def validated_backfill(
             "already_present": result.already_present,
             "rejected": MetadataValue.json(result.rejected),
             "rejection_reasons": MetadataValue.json(result.reasons),
+            "calibration": MetadataValue.json(
+                {"digest": out.calibration.digest, **out.calibration.values()}
+            ),
             "ducklake_snapshot_id": result.snapshot_id,
             "hard_negative_candidates": mined.candidates if mined is not None else 0,
             "hard_negatives": MetadataValue.json(mined.as_metadata() if mined else {"off": True}),
             **flat,
+            **preview_metadata(
+                decisions_preview(out, part.cell), imagery.previews_dir, "validated_backfill", part
+            ),
         }
     )

@@ -18,6 +18,7 @@ from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
 from flywheel_core.imagery.vhr_chips import rows_to_table
+from flywheel_core.lake.hard_negatives import candidates_for_cell
 from flywheel_core.masks.backends.registry import build_backend
 from flywheel_core.masks.factory import SAM_MASK_SCHEMA, FactorySettings, iter_masks, weights_of
 from flywheel_core.masks.preview import masks_sheet
@@ -27,6 +28,7 @@ from flywheel_core.partitions import CellDate
 from flywheel_core.preview import placeholder
 from flywheel_core.train.preview import samples_sheet
 from flywheel_core.train.samples import TRAINING_SCHEMA, SampleSettings, build_samples
+from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
 
 PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -150,22 +152,28 @@ def training_data(
     context: AssetExecutionContext,
     config: TrainingDataConfig,
     imagery: ImageryResource,
+    ducklake: DuckLakeResource,
     vhr_chips: pa.Table,
     msi_chips: pa.Table,
     sam_masks: pa.Table,
 ) -> Iterator[Output | AssetCheckResult]:
-    """Samples in the seed schema: accepted masks as positives, label-free chips as negatives."""
+    """Samples in the seed schema: accepted masks as positives; label-free chips as negatives,
+    hard ones where earlier rounds recorded hard-negative candidates."""
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     settings = SampleSettings(
         negative_ratio=config.negative_ratio,
+        hard_negative_ratio=config.hard_negative_ratio,
         negative_max_pv_fraction=config.negative_max_pv_fraction,
     )
+    with ducklake.connect() as con:
+        candidates = candidates_for_cell(con, part.cell, part.date)
     rows, counts = build_samples(
         vhr_chips.to_pylist(),
         msi_chips.to_pylist(),
         sam_masks.to_pylist(),
         settings,
         SETTINGS.split_block_level,
+        hard_candidates=candidates,
     )
     if not rows:
         context.log.warning(f"no training samples in {part.key}: {counts}")

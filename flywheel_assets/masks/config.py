@@ -31,7 +31,14 @@ class MaskFactoryConfig(Config):
 
 
 class TrainingDataConfig(Config):
-    negative_ratio: float = Field(default=1.0, description="Negative chips kept per positive.")
+    negative_ratio: float = Field(
+        default=1.0, description="Clean negative chips kept per positive (at least 2)."
+    )
+    hard_negative_ratio: float = Field(
+        default=1.0,
+        description="Hard negatives (chips where earlier rounds recorded hard-negative "
+        "candidates, with no label on them) kept per positive (at least 1 when there are any).",
+    )
     negative_max_pv_fraction: float = Field(
         default=0.001, description="A label-free chip with more PV-like pixels is not a negative."
     )

@@ -4,7 +4,8 @@ Rows are written per (dataset, cell, date) with the project's single-commit `rep
 so a rerun leaves exactly that partition's new vectors. The ANN index is IVF_HNSW_SQ on the
 cosine distance of `vector` (the vectors are unit length), searched with `refine_factor(10)`
 exact re-ranking, which is what keeps its recall near 1 (figures in the README and
-bench/embeddings.py; they depend on the query set, so both are stated there). An index is only worth having once the table is big:
+bench/embeddings.py; they depend on the query set, so both are stated there). An index is only
+worth having once the table is big:
 below `min_rows` a flat scan is exact and takes milliseconds, and IVF's k-means needs enough rows
 per partition to train, so small tables are left unindexed on purpose.
 

@@ -3,7 +3,9 @@
 A detection is accepted only when it passes every rule, checked in this order (a detection with
 no polygon at all, e.g. an empty or point geometry, is rejected first under `geometry`):
 
-1. score:   model score >= `min_score` (0.6).
+1. score:   model score >= `min_score`. Calibrated each round on the labelled validation chips
+            (flywheel_core.flywheel.calibration); 0.6 is the default when a round has too little
+            evidence (just above the 0.5 pixel threshold the detections are cut at).
 2. area:    `min_area_m2` (4 m², about two residential modules) <= area <= `max_area_m2`
             (50,000 m², 5 ha; larger single polygons are far more often merged fields or water
             than one installation the model traced). Area is measured on an equal-area projection.
@@ -13,21 +15,26 @@ no polygon at all, e.g. an empty or point geometry, is rejected first under `geo
             edge or a shadow line). PV arrays are rectangles or unions of a few (a ground farm's
             rows are parts of one MultiPolygon, each ≈ 1.0); an L-shaped roof array with arms a
             quarter of its sides wide fills 0.5, a plus sign 0.3, rings and ragged blobs less.
+            Area and shape bounds are geometry of PV systems, not of an image: documented
+            defaults, not calibrated.
 4. msi_pvi: when the Sentinel-2 PV index is available (the mean of the project's `pvi` channel
             over the detection: NDPVI = (0.5·B02 − B08)/(0.5·B02 + B08) with open water, MNDWI > 0,
             forced to −1; flywheel_core.imagery.indices), reject water-like detections:
-            msi_pvi <= `max_water_pvi` (−0.95). Real PV is far from that bound: from the
-            reflectances in shared/spectra.md, a 10 m pixel of a ground-mounted farm (panels plus
-            grass, NDVI ≈ 0.6) has NDPVI ≈ −0.74, panel-dominated pixels ≈ −0.53, a bare module
-            ≈ −0.18. Green grass, however, sits at ≈ −0.87 to −0.93, close to a PV farm pixel, so
-            a vegetation bound (`min_msi_pvi`) is off by default: a mixed 10 m pixel cannot tell
-            a farm from a meadow reliably. Set it (e.g. −0.9) to reject clearly vegetated
-            detections at your own risk. NaN or None means "no MSI evidence" and passes.
-5. vhr_spectra: when the predictor measured it, the mean VHR PV score over the detection
+            msi_pvi <= `max_water_pvi`, calibrated each round halfway between water (−1) and the
+            lowest labelled object, never above the default −0.95. Real PV is far from that
+            bound: from the reflectances in shared/spectra.md, a 10 m pixel of a ground-mounted
+            farm (panels plus grass, NDVI ≈ 0.6) has NDPVI ≈ −0.74, panel-dominated pixels
+            ≈ −0.53, a bare module ≈ −0.18. Green grass, however, sits at ≈ −0.87 to −0.93,
+            close to a PV farm pixel, so a vegetation bound (`min_msi_pvi`) is off by default: a
+            mixed 10 m pixel cannot tell a farm from a meadow reliably. Set it (e.g. −0.9) to
+            reject clearly vegetated detections at your own risk. NaN or None means "no MSI
+            evidence" and passes.
+5. vhr_spectra: when the predictor measured it, the median VHR PV score over the detection
             ((B − R) + ½·(B − NIR) in 8-bit DN, flywheel_core.infer.spectral) must be
-            >= `min_vhr_pv_score` (15): panels are bluer than red and darker in NIR than in blue,
-            grey shingle and dark slate roofs are not. None (no score, or the rule switched off
-            with `min_vhr_pv_score=None`, e.g. for RGB-only imagery) passes.
+            >= `min_vhr_pv_score`: panels are bluer than red and darker in NIR than in blue,
+            grey shingle and dark slate roofs are not. The bound is calibrated each round from
+            the labelled panels' own pixels against their surroundings, and is off (None, the
+            default) when those do not separate, e.g. thin-film panels or RGB-only imagery.
 6. already_labeled: reject when the detection's IoU with an active label exceeds
             `max_iou_with_label` (0.1) or more than `max_fraction_in_label` (30 %) of the detection
             lies inside one active label; a point label (an unshaped seed) counts as labeled when
@@ -61,7 +68,16 @@ __all__ = [
 ]
 
 # Rule names in evaluation order; a rejected Decision's `rule` is one of these.
-RULES = ("geometry", "score", "area", "shape", "msi_pvi", "vhr_spectra", "already_labeled")
+RULES = (
+    "geometry",
+    "score",
+    "area",
+    "shape",
+    "msi_pvi",
+    "vhr_spectra",
+    "already_labeled",
+    "mask_qa",  # decided after these, by the mask factory (flywheel_core.flywheel.backfill)
+)
 
 
 @dataclass(frozen=True)
@@ -76,12 +92,9 @@ class AcceptanceRules:
     min_msi_pvi: float | None = None  # vegetation bound; off by default (see module doc)
     max_iou_with_label: float = 0.1
     max_fraction_in_label: float = 0.3
-    # VHR spectral agreement: mean of (B − R) + ½·(B − NIR) in 8-bit DN over the detection
-    # (the classical mask back end's score). Panels are bluer than red and darker in NIR than in
-    # blue; grey shingle and dark slate roofs, the model's typical false positives, are not.
-    # 15 DN separates them on the demo world (true detections >= 16.6, false <= 13.7); tune
-    # it for other imagery. None switches the rule off (e.g. RGB-only imagery).
-    min_vhr_pv_score: float | None = 15.0
+    # VHR spectral agreement in 8-bit DN (the classical mask back end's score). Off by default:
+    # its bound depends on the imagery, so each round calibrates it (flywheel.calibration).
+    min_vhr_pv_score: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

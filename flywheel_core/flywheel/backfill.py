@@ -1,7 +1,17 @@
 """Write accepted detections back to the lake as labels, and every decision to `backfill_log`.
 
-One call is one DuckLake transaction, so one snapshot: a training run that records a snapshot id
-sees all of a partition's backfill or none of it, and a failure midway leaves the lake unchanged.
+`backfill` runs four steps, each a function of its own:
+1. `decide_all`: every rule of flywheel_core.flywheel.acceptance, with the bounds the round's
+   calibration (flywheel_core.flywheel.calibration) set, against the active labels near the
+   detections (read before anything is written);
+2. `confirm_with_masks`: each accepted detection goes through the mask factory as a prompt, with
+   the same back ends and QA as seed labels; a refused mask rejects it (rule `mask_qa`);
+3. `label_rows` / `log_rows`: the rows, the label keeping the refined footprint as its geometry
+   and the detection's own polygon and the mask's provenance in its properties, every log row
+   the numbers of its rules and the bounds used;
+4. `write`: one DuckLake transaction, so one snapshot: a training run that records a snapshot id
+   sees all of a partition's backfill or none of it, and a failure midway (or in any earlier
+   step) leaves the lake unchanged.
 
 Re-running is harmless:
 - label ids are uuid5 over (model_id, cell, date, round, normalized geometry), so the same
@@ -24,7 +34,7 @@ import json
 import math
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -33,6 +43,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.flywheel.acceptance import (
     AcceptanceRules,
@@ -42,6 +53,7 @@ from flywheel_core.flywheel.acceptance import (
     as_geometry,
     decide,
 )
+from flywheel_core.flywheel.calibration import Calibration
 from flywheel_core.flywheel.label_rows import model_label_id, model_label_row
 from flywheel_core.flywheel.metrics import PartitionMetrics, compute_metrics
 from flywheel_core.geo.s2 import cell_polygon
@@ -51,7 +63,19 @@ from flywheel_core.labels.schema import LABEL_COLUMNS, LABELS_SCHEMA
 from flywheel_core.lake.labels import current_snapshot_id, labels_for_cell
 from flywheel_core.lake.migrations import rollback_quietly
 
-__all__ = ["BackfillResult", "DecidedDetection", "backfill", "partition_metrics", "truth_in_cell"]
+__all__ = [
+    "BackfillResult",
+    "DecidedDetection",
+    "Refinement",
+    "backfill",
+    "confirm_with_masks",
+    "decide_all",
+    "label_rows",
+    "log_rows",
+    "partition_metrics",
+    "truth_in_cell",
+    "write",
+]
 
 LOG_NAMESPACE = uuid.uuid5(NAMESPACE, "backfill_log")
 
@@ -197,6 +221,168 @@ def _repaired(det: Detection) -> Detection:
     return replace(det, geometry=cleaned)
 
 
+@dataclass(frozen=True)
+class Refinement:
+    """What the mask factory made of one accepted detection (flywheel_core.masks.detections)."""
+
+    accepted: bool
+    geometry: BaseGeometry | None  # the refined footprint in lon/lat; None when refused
+    reason: str  # "accepted", or the masks' QA reasons
+    provenance: dict[str, Any] = field(default_factory=dict)  # back end, model, QA numbers
+
+
+Refiner = Callable[[Sequence[Detection]], Sequence[Refinement]]
+
+
+def decide_all(
+    dets: Sequence[Detection], ids: Sequence[str], active: ActiveLabels, rules: AcceptanceRules
+) -> list[Decision]:
+    """Every detection decided, best score first, each acceptance joining the active labels (so a
+    lower-scored twin of an accepted detection is `already_labeled`)."""
+    decisions = []
+    for det, label_id in zip(dets, ids, strict=True):
+        decision = decide(det, active, det.msi_pvi, rules)
+        decisions.append(decision)
+        if decision.accepted:
+            active.add(det.geometry, label_id)
+    return decisions
+
+
+def confirm_with_masks(
+    dets: Sequence[Detection], decisions: Sequence[Decision], refine: Refiner | None
+) -> tuple[list[Decision], list[Refinement | None]]:
+    """Accepted detections through the mask factory: a refused mask rejects the detection
+    (rule `mask_qa`), as a rejected mask makes a seed label's chip ambiguous."""
+    refinements: list[Refinement | None] = [None] * len(dets)
+    accepted = [i for i, d in enumerate(decisions) if d.accepted]
+    if refine is None or not accepted:
+        return list(decisions), refinements
+    out = list(decisions)
+    for i, ref in zip(accepted, refine([dets[i] for i in accepted]), strict=True):
+        refinements[i] = ref
+        metrics = {**decisions[i].metrics, "mask": ref.provenance}
+        if ref.accepted:
+            out[i] = replace(decisions[i], metrics=metrics)
+        else:
+            out[i] = Decision(False, f"mask_qa: {ref.reason}", "mask_qa", metrics)
+    return out, refinements
+
+
+def label_rows(
+    dets: Sequence[Detection],
+    ids: Sequence[str],
+    decisions: Sequence[Decision],
+    refinements: Sequence[Refinement | None],
+    *,
+    cell: str,
+    day: dt.date,
+    round_: int,
+    model_id: str,
+    s2_level: int,
+    h3_resolution: int,
+    created_at: dt.datetime,
+    run_id: str | None,
+    calibration: str | None,
+) -> list[dict[str, Any]]:
+    """One `labels` row per accepted detection (first of each id): the refined footprint when the
+    mask factory made one, with the detection's own polygon and the mask's provenance kept."""
+    rows, seen = [], set()
+    for det, label_id, d, ref in zip(dets, ids, decisions, refinements, strict=True):
+        if not d.accepted or label_id in seen:
+            continue
+        seen.add(label_id)
+        geometry = ref.geometry if ref is not None and ref.geometry is not None else det.geometry
+        properties = {
+            "cell": cell,
+            "date": day.isoformat(),
+            "msi_pvi": _jsonable(det.msi_pvi),
+            "run_id": run_id,
+            "calibration": calibration,
+            "detection_geometry": shapely.to_wkb(det.geometry).hex(),
+            "geometry_from": "mask" if ref is not None and ref.geometry is not None else "model",
+        }
+        if ref is not None:
+            properties["mask"] = ref.provenance
+        rows.append(
+            model_label_row(
+                geometry,
+                label_id=label_id,
+                model_id=model_id,
+                round_=round_,
+                confidence=float(det.score),
+                s2_level=s2_level,
+                h3_resolution=h3_resolution,
+                created_at=created_at,
+                source_id=det.prediction_id,
+                properties=properties,
+            )
+        )
+    return rows
+
+
+def log_rows(
+    dets: Sequence[Detection],
+    ids: Sequence[str],
+    decisions: Sequence[Decision],
+    *,
+    asset: str,
+    cell: str,
+    day: dt.date,
+    round_: int,
+    model_id: str,
+    run_id: str | None,
+    snapshot_id: int,
+    created_at: dt.datetime,
+    thresholds: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """One `backfill_log` row per distinct decision, with its numbers and the thresholds used."""
+    rows = []
+    for det, label_id, d in zip(dets, ids, decisions, strict=True):
+        metrics = dict(d.metrics)
+        metrics.update(rule=d.rule, label_id=label_id if d.accepted else None)
+        if thresholds is not None:
+            metrics["thresholds"] = dict(thresholds)
+        rows.append(
+            {
+                "log_id": _log_id(asset, model_id, cell, day, round_, det, d),
+                "asset": asset,
+                "s2_cell": cell,
+                "partition_date": day,
+                "round": int(round_),
+                "model_id": model_id,
+                "decision": "accepted" if d.accepted else "rejected",
+                "reason": d.reason,
+                "metrics": _metrics_json(metrics),
+                "run_id": run_id,
+                "snapshot_id": snapshot_id,
+                "created_at": created_at,
+            }
+        )
+    return list({r["log_id"]: r for r in rows}.values())
+
+
+def write(
+    con: duckdb.DuckDBPyConnection,
+    labels: Sequence[dict[str, Any]],
+    logs: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], int]:
+    """(label rows inserted, log rows inserted), in one transaction: ids already in the lake (a
+    re-run, or a retracted label) are never inserted again."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        present = _existing(con, "labels", "label_id", [r["label_id"] for r in labels])
+        new_labels = [r for r in labels if r["label_id"] not in present]
+        _insert_labels(con, new_labels)
+        logged = _existing(con, "backfill_log", "log_id", [r["log_id"] for r in logs])
+        new_logs = [r for r in logs if r["log_id"] not in logged]
+        _write_log(con, new_logs)
+        con.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(con)
+        raise
+    return new_labels, len(new_logs)
+
+
 def backfill(
     con: duckdb.DuckDBPyConnection,
     detections: Sequence[Mapping[str, Any] | Detection],
@@ -210,14 +396,19 @@ def backfill(
     s2_level: int,
     h3_resolution: int = 11,
     asset: str = "validated_backfill",
+    refine: Refiner | None = None,
+    calibration: Calibration | None = None,
 ) -> BackfillResult:
-    """Decide every detection, insert the accepted ones as labels, log all decisions.
+    """Decide every detection, confirm the accepted ones with the mask factory (`refine`),
+    insert them as labels and log all decisions (module docstring).
 
     A detection is a Detection or a dict with `geometry` (WKB, EPSG:4326), `score`, and
-    optionally `area_m2`, `msi_pvi` and `prediction_id`. `s2_level` / `h3_resolution` are the
-    lake's indexing settings (Settings.s2_level / h3_resolution).
+    optionally `area_m2`, `msi_pvi`, `vhr_pv_score` and `prediction_id`. `rules` default to the
+    round's `calibration` applied to the documented defaults; the log records the bounds used and
+    the calibration's digest. `s2_level` / `h3_resolution` are the lake's indexing settings.
     """
-    rules = rules or AcceptanceRules()
+    if rules is None:
+        rules = calibration.apply() if calibration is not None else AcceptanceRules()
     day = date.date() if isinstance(date, dt.datetime) else date
     dets = [
         _repaired(d if isinstance(d, Detection) else Detection.from_dict(d)) for d in detections
@@ -226,97 +417,57 @@ def backfill(
     dets.sort(key=lambda d: (-_finite(d.score), _detection_key(d)))
     ids = [model_label_id(model_id, cell, day, round, d.geometry) for d in dets]
     base_snapshot = current_snapshot_id(con)
-    created_at = _now()
     if not dets:
         return BackfillResult(0, 0, {}, 0, 0, 0, base_snapshot)
-
-    con.execute("BEGIN TRANSACTION")
-    try:
-        bounds = shapely.total_bounds(np.asarray([d.geometry for d in dets], dtype=object))
-        active = _active_labels_near(con, bounds, exclude=set(ids))
-        decisions: list[Decision] = []
-        for det, label_id in zip(dets, ids, strict=True):
-            decision = decide(det, active, det.msi_pvi, rules)
-            decisions.append(decision)
-            if decision.accepted:
-                active.add(det.geometry, label_id)
-
-        accepted = [
-            (det, label_id, d)
-            for det, label_id, d in zip(dets, ids, decisions, strict=True)
-            if d.accepted
-        ]
-        accepted_ids = list(dict.fromkeys(label_id for _, label_id, _ in accepted))
-        present = _existing(con, "labels", "label_id", accepted_ids)
-        label_rows: list[dict[str, Any]] = []
-        seen: set[str] = set(present)
-        for det, label_id, _ in accepted:
-            if label_id in seen:
-                continue
-            seen.add(label_id)
-            label_rows.append(
-                model_label_row(
-                    det.geometry,
-                    label_id=label_id,
-                    model_id=model_id,
-                    round_=round,
-                    confidence=float(det.score),
-                    s2_level=s2_level,
-                    h3_resolution=h3_resolution,
-                    created_at=created_at,
-                    source_id=det.prediction_id,
-                    properties={
-                        "cell": cell,
-                        "date": day.isoformat(),
-                        "msi_pvi": _jsonable(det.msi_pvi),
-                        "run_id": run_id,
-                    },
-                )
-            )
-        _insert_labels(con, label_rows)
-
-        log_rows = []
-        for det, label_id, d in zip(dets, ids, decisions, strict=True):
-            metrics = dict(d.metrics)
-            metrics.update(rule=d.rule, label_id=label_id if d.accepted else None)
-            log_rows.append(
-                {
-                    "log_id": _log_id(asset, model_id, cell, day, round, det, d),
-                    "asset": asset,
-                    "s2_cell": cell,
-                    "partition_date": day,
-                    "round": int(round),
-                    "model_id": model_id,
-                    "decision": "accepted" if d.accepted else "rejected",
-                    "reason": d.reason,
-                    "metrics": _metrics_json(metrics),
-                    "run_id": run_id,
-                    "snapshot_id": base_snapshot,
-                    "created_at": created_at,
-                }
-            )
-        log_rows = list({r["log_id"]: r for r in log_rows}.values())
-        logged = _existing(con, "backfill_log", "log_id", [r["log_id"] for r in log_rows])
-        new_log = [r for r in log_rows if r["log_id"] not in logged]
-        _write_log(con, new_log)
-        con.execute("COMMIT")
-    except BaseException:
-        rollback_quietly(con)
-        raise
-
+    bounds = shapely.total_bounds(np.asarray([d.geometry for d in dets], dtype=object))
+    active = _active_labels_near(con, bounds, exclude=set(ids))
+    decisions, refinements = confirm_with_masks(dets, decide_all(dets, ids, active, rules), refine)
+    created_at = _now()
+    digest = calibration.digest if calibration is not None else None
+    thresholds = {**rules.as_dict(), "calibration": digest}
+    labels = label_rows(
+        dets,
+        ids,
+        decisions,
+        refinements,
+        cell=cell,
+        day=day,
+        round_=round,
+        model_id=model_id,
+        s2_level=s2_level,
+        h3_resolution=h3_resolution,
+        created_at=created_at,
+        run_id=run_id,
+        calibration=digest,
+    )
+    logs = log_rows(
+        dets,
+        ids,
+        decisions,
+        asset=asset,
+        cell=cell,
+        day=day,
+        round_=round,
+        model_id=model_id,
+        run_id=run_id,
+        snapshot_id=base_snapshot,
+        created_at=created_at,
+        thresholds=thresholds,
+    )
+    inserted, logged = write(con, labels, logs)
+    accepted = [label_id for label_id, d in zip(ids, decisions, strict=True) if d.accepted]
     rejected = Counter(d.rule for d in decisions if not d.accepted)
     reasons = Counter(d.reason for d in decisions if not d.accepted)
-    cells = sorted({c for r in label_rows for c in (r["s2_cells"] or [])})
     return BackfillResult(
         n_detections=len(dets),
         accepted=len(accepted),
         rejected={str(k): v for k, v in sorted(rejected.items())},
-        inserted=len(label_rows),
-        already_present=len(accepted) - len(label_rows),
-        logged=len(new_log),
+        inserted=len(inserted),
+        already_present=len(accepted) - len(inserted),
+        logged=logged,
         snapshot_id=current_snapshot_id(con),
-        label_ids=tuple(label_id for _, label_id, _ in accepted),
-        new_cells=tuple(cells),
+        label_ids=tuple(accepted),
+        new_cells=tuple(sorted({c for r in inserted for c in (r["s2_cells"] or [])})),
         reasons=dict(sorted(reasons.items())),
         decided=tuple(
             DecidedDetection(det, d.accepted, d.rule, d.reason)

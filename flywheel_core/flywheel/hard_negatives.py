@@ -1,8 +1,7 @@
 """Hard-negative candidates: unlabeled chips that look like the model's mistakes.
 
-After a partition's backfill, every detection the rules rejected, and (when the synthetic world's
-hidden truth is known) every detection that matches no true installation, becomes a query: the
-chip containing its centroid. Its k nearest unlabeled chips by embedding (the same search as
+After a partition's backfill, every detection the rules rejected becomes a query: the chip
+containing its centroid. Its k nearest unlabeled chips by embedding (the same search as
 `flywheel search`, cosine distance, dated on or before the partition, same dataset and
 embedding model) are recorded in DuckLake `hard_negatives` as candidates for review and for
 the next round's negatives.
@@ -10,8 +9,9 @@ the next round's negatives.
 Not every rejection is a mistake worth mining. A detection rejected as `already_labeled`
 overlaps an active label: the model found something the labels already call PV, so its
 look-alikes are positives, not negatives; such detections are skipped by default
-(`skip_rules`). A false positive is a detection left unmatched by the one-to-one matching at
-IoU >= 0.5 that `validated_backfill` reports as truth precision, so the two numbers agree.
+(`skip_rules`). The synthetic world's hidden truth is never read here: it is for measuring the
+flywheel only, and candidates feed the next round's training data (flywheel_core.train.samples),
+so mining from it would leak the answer into training.
 
 Candidate ids are uuid5 over (source prediction, neighbour uid, round). A partition and round are
 written in one transaction that replaces the previous candidates of that partition and round:
@@ -45,7 +45,6 @@ from flywheel_core.embed.search import (
 from flywheel_core.embed.search_filters import restriction
 from flywheel_core.flywheel.acceptance import Detection
 from flywheel_core.flywheel.backfill import DecidedDetection
-from flywheel_core.flywheel.matching import match
 from flywheel_core.labels.ids import NAMESPACE, geometry_key
 from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.lake.migrations import rollback_quietly
@@ -55,8 +54,9 @@ log = logging.getLogger(__name__)
 
 CANDIDATE_NAMESPACE = uuid.uuid5(NAMESPACE, "hard_negatives")
 DEFAULT_K = 5
-SKIP_RULES = ("already_labeled",)
-FALSE_POSITIVE = "false_positive"
+# already_labeled: the look-alikes of a labelled object are positives; mask_qa: the rules took
+# the detection for PV and only its mask was poor, so its look-alikes are not clear negatives.
+SKIP_RULES = ("already_labeled", "mask_qa")
 VHR_DATASET = "vhr_chips"  # the flywheel's own chips: what predictions are made on
 QUERY_CHIP_MAX_DISTANCE_M = 100.0  # a centroid just outside the chip grid still has a chip
 COLUMNS = (
@@ -98,7 +98,7 @@ _CONTENT = (
 @dataclass(frozen=True)
 class MiningQuery:
     detection: Detection
-    reason: str  # "rejected: <rule>" or "false_positive"
+    reason: str  # "rejected: <rule>"
 
 
 @dataclass(frozen=True)
@@ -136,30 +136,15 @@ def candidate_id(det: Detection, neighbour_uid: str, round_: int) -> str:
     return str(uuid.uuid5(CANDIDATE_NAMESPACE, "\x1f".join(parts)))
 
 
-def false_positives(
-    detections: Sequence[Detection], truth: Sequence[Any], iou_threshold: float = 0.5
-) -> set[int]:
-    """Indices of detections that match no truth installation (one to one, IoU >= threshold)."""
-    if not detections:
-        return set()
-    result = match([d.geometry for d in detections], list(truth), iou_threshold=iou_threshold)
-    return set(result.unmatched_pred)
-
-
 def mining_queries(
-    decided: Sequence[DecidedDetection],
-    truth: Sequence[Any] | None = None,
-    skip_rules: Sequence[str] = SKIP_RULES,
+    decided: Sequence[DecidedDetection], skip_rules: Sequence[str] = SKIP_RULES
 ) -> list[MiningQuery]:
-    """The detections to mine and why: rejected (but not for a skipped rule) or false positive."""
-    fps = false_positives([d.detection for d in decided], truth) if truth is not None else set()
-    out = []
-    for i, d in enumerate(decided):
-        if not d.accepted and d.rule not in skip_rules:
-            out.append(MiningQuery(d.detection, f"rejected: {d.rule}"))
-        elif i in fps and d.rule not in skip_rules:
-            out.append(MiningQuery(d.detection, FALSE_POSITIVE))
-    return out
+    """The detections to mine and why: rejected, but not for a skipped rule."""
+    return [
+        MiningQuery(d.detection, f"rejected: {d.rule}")
+        for d in decided
+        if not d.accepted and d.rule not in skip_rules
+    ]
 
 
 def _partition_rows(db: lancedb.DBConnection, cell: str, day: str) -> int:
@@ -314,21 +299,19 @@ def hard_negatives(
     date: dt.date,
     round: int,
     model_id: str,
-    truth: Sequence[Any] | None = None,
     k: int = DEFAULT_K,
     skip_rules: Sequence[str] = SKIP_RULES,
     run_id: str | None = None,
 ) -> HardNegativeResult:
     """Mine and record the partition+round's hard-negative candidates.
 
-    `truth` is the list of true installations of the cell (lon/lat geometries), when known.
     A partition without embeddings records none and says so (`no_embeddings`), leaving earlier
     candidates of the partition and round as they were.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     day = date.date() if isinstance(date, dt.datetime) else date
-    queries = mining_queries(decided, truth, skip_rules)
+    queries = mining_queries(decided, skip_rules)
     reasons = Counter(q.reason for q in queries)
     if not queries:
         rows, missing, empty = [], 0, _partition_rows(db, cell, day.isoformat()) == 0

@@ -3,12 +3,14 @@
 Whether a cell-date is cloudy is keyed by (seed, cell, date) alone, so it does not depend on
 which other cells a world holds, and the same date can be clear in one cell and cloudy in the
 next. Clouds stay inside their own cell (a 10 m inset, so the blur does not leak) and are vectors
-rendered into every scene that shows the cell, like its objects. Cloud shadows are offset tens of
-metres, not the kilometre a real 1.5 km cloud base would give, so they stay in the same cell.
+rendered into every scene that shows the cell, like its objects. Cloud shadows fall away from the
+sun of the cell and date (sun.py), but only tens of metres (at most 60 m), not the kilometre a
+real 1.5 km cloud base would give, so they stay in the same cell.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -19,13 +21,15 @@ from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.projection import reproject
 from flywheel_core.geo.s2 import cell_center
-from flywheel_core.imagery.geometry import blob, shadow_vector
+from flywheel_core.imagery.geometry import blob
 from flywheel_core.imagery.grid import cell_epsg, cell_polygon_utm
 from flywheel_core.imagery.noise import key64, rng
+from flywheel_core.imagery.sun import shadow_direction, sun_at, true_north_in_grid_deg
 
 # (relative size, opacity) of the nested cloud levels: thin edge, body, optically thick core.
 CLOUD_LEVELS: tuple[tuple[float, float], ...] = ((1.0, 0.25), (0.72, 0.6), (0.42, 0.95))
 CLOUD_INSET_M = 10.0
+CLOUD_SHADOW_MAX_M = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,10 @@ def cell_clouds(cell: str, day: date, seed: int, cloudy_fraction: float) -> Cell
         cx, cy = float(r.uniform(minx, maxx)), float(r.uniform(miny, maxy))
         blobs.append((cx, cy, float(r.uniform(0.25, 0.6)) * size, blob(cx, cy, 1.0, r, 0.45)))
     height = float(r.uniform(35.0, 55.0))
-    vector = shadow_vector(height, cell_center(cell)[1] >= 0)
+    lon, lat = cell_center(cell)
+    ux, uy = shadow_direction(sun_at(lon, lat, day), true_north_in_grid_deg(lon, lat, epsg))
+    k = min(height, CLOUD_SHADOW_MAX_M / math.hypot(ux, uy))  # metres of height, capped
+    vector = (ux * k, uy * k)
     levels, shadows = [], []
     for rel, opacity in CLOUD_LEVELS:
         shapes = [

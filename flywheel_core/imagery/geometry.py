@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import shapely
 from shapely import affinity
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
-
-# Sun for every scene: mid-morning, elevation 50°, azimuth 155° (north) / 25° (south). Fixed so
-# shadows, like all land cover, stay the same between dates.
-SUN_ELEVATION_DEG = 50.0
-SUN_AZIMUTH_NORTH_DEG = 155.0
 
 
 def to_world(geom: BaseGeometry, cx: float, cy: float, angle_deg: float) -> BaseGeometry:
@@ -29,19 +25,25 @@ def local_north(angle_deg: float, northern: bool) -> int:
     return 1 if (pole_component >= 0) == northern else -1
 
 
-def shadow_vector(height_m: float, northern: bool) -> tuple[float, float]:
-    """Ground offset of the shadow of a point `height_m` above ground."""
-    length = height_m / math.tan(math.radians(SUN_ELEVATION_DEG))
-    azimuth = SUN_AZIMUTH_NORTH_DEG if northern else 180.0 - SUN_AZIMUTH_NORTH_DEG
-    away = math.radians(azimuth + 180.0)
-    return length * math.sin(away), length * math.cos(away)
+def cast_shadows(
+    geoms: Sequence[BaseGeometry], heights: Sequence[float], direction: tuple[float, float]
+) -> np.ndarray:
+    """Ground shadows of flat-topped convex prisms, all at once (shapely's vectorised ops).
 
-
-def cast_shadow(geom: BaseGeometry, vector: tuple[float, float]) -> BaseGeometry:
-    """Ground shadow of a flat-topped prism: hull of footprint and its offset copy, minus it."""
-    parts = getattr(geom, "geoms", [geom])
-    hulls = [shapely.convex_hull(shapely.union(p, affinity.translate(p, *vector))) for p in parts]
-    return shapely.difference(shapely.union_all(hulls), geom)
+    Each shadow is the hull of the footprint and its copy moved by height x `direction` (the
+    grid offset per metre of height, `sun.shadow_direction`), minus the footprint itself.
+    """
+    parts, index = shapely.get_parts(np.asarray(geoms, dtype=object), return_index=True)
+    if len(parts) == 0:
+        return np.empty(0, dtype=object)
+    h = np.asarray(heights, dtype=np.float64)[index]
+    coords, owner = shapely.get_coordinates(parts, return_index=True)
+    moved = coords + np.column_stack([h * direction[0], h * direction[1]])[owner]
+    both = np.concatenate([coords, moved])
+    hull_of = np.concatenate([owner, owner])
+    order = np.argsort(hull_of, kind="stable")
+    points = shapely.multipoints(both[order], indices=hull_of[order])
+    return shapely.difference(shapely.convex_hull(points), parts)
 
 
 def blob(

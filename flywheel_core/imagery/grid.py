@@ -4,6 +4,11 @@ All scenes of a UTM zone share one global lattice: extents are snapped to 20 m, 
 whole number of pixels at every resolution used (64 VHR pixels, 2 or 1 S2 pixels). That is what
 makes the VHR and S2 grids of a scene align exactly, and overlapping margins of adjacent scenes
 fall on the same pixels.
+
+The delivered VHR raster may have another pixel size (`WorldSettings.gsd_m`, 0.3-1.0 m): its
+grid (`SceneGrid.at_gsd`) lies on the zone-wide lattice of that size too, inside the scene's
+extent; where 20 m is a whole number of such pixels (0.4, 0.5, 0.625, 0.8, 1.0 m) it is
+exactly the scene's extent, otherwise it is inset by less than a pixel on each side.
 """
 
 from __future__ import annotations
@@ -53,6 +58,24 @@ class SceneGrid:
 
     def box(self) -> Polygon:
         return box(*self.bounds)
+
+    def at_gsd(self, gsd_m: float) -> SceneGrid:
+        """The largest grid of `gsd_m` pixels on the zone-wide lattice inside this extent."""
+        if abs(gsd_m - VHR_GSD_M) < 1e-12:
+            return self
+        eps = 1e-6
+        col0 = math.ceil(self.left / gsd_m - eps)
+        col1 = math.floor(self.right / gsd_m + eps)
+        row0 = math.ceil(-self.top / gsd_m - eps)
+        row1 = math.floor(-self.bottom / gsd_m + eps)
+        return SceneGrid(
+            cell=self.cell,
+            epsg=self.epsg,
+            left=round(col0 * gsd_m, 6),
+            bottom=round(-row1 * gsd_m, 6),
+            right=round(col1 * gsd_m, 6),
+            top=round(-row0 * gsd_m, 6),
+        )
 
     def footprint_lonlat(self) -> Polygon:
         """The raster footprint in lon/lat (straight edges: a few hundred metres bend nothing)."""

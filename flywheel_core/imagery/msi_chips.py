@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -122,6 +122,46 @@ def _warp(
     return dst
 
 
+def read_bands(
+    assets: Mapping[str, str],
+    bounds: tuple[float, float, float, float],
+    crs: str,
+    names: Sequence[str] = (*BANDS, "SCL"),
+) -> dict[str, _Band]:
+    """Each named band's pixels over `bounds` (in `crs`) plus a margin, with its radiometry.
+
+    The one reader of L2A band files: `iter_msi_chips` (training data) and
+    `flywheel_core.infer.msi_channels` (scene inference) both read through it.
+    """
+    return {name: _read_band(assets[name], bounds, crs) for name in names}
+
+
+def l2a_stack(
+    bands: Mapping[str, _Band], transform: Affine, crs: str, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reflectance (BANDS, h, w), indices (INDEX_NAMES, h, w), valid (h, w) bool) on a grid.
+
+    Every band in `BANDS` is warped bilinearly (DNs) to the grid `transform` / `shape` in `crs`,
+    turned into reflectance with its own offset and quantification; a pixel is valid where every
+    band had data, and invalid pixels are 0 in both stacks (never NaN). Indices are computed from
+    the zeroed reflectance, as the stored MSI chips are.
+    """
+    refl = []
+    valid = np.ones(shape, dtype=bool)
+    for name in BANDS:
+        b = bands[name]
+        dn = _warp(b, transform, crs, shape, nearest=False)
+        r = to_reflectance(dn, b.offset, b.quant, nodata=0)
+        valid &= np.isfinite(r)
+        refl.append(r)
+    stack = np.stack(refl).astype(np.float32)
+    stack[:, ~valid] = 0.0
+    idx = compute_indices(dict(zip(BANDS, stack, strict=True)))
+    idx_stack = np.stack([idx[n] for n in INDEX_NAMES]).astype(np.float32)
+    idx_stack[:, ~valid] = 0.0
+    return stack, idx_stack, valid
+
+
 def iter_msi_chips(scene: S2Scene, vhr_rows: list[dict]) -> Iterator[dict]:
     """One MSI row per VHR chip row, each band read once for all chips of the cell."""
     if not vhr_rows:
@@ -134,7 +174,7 @@ def iter_msi_chips(scene: S2Scene, vhr_rows: list[dict]) -> Iterator[dict]:
     xs = [t.c for t, _, _ in grids] + [t.c + w * MSI_GSD_M for t, _, w in grids]
     ys = [t.f for t, _, _ in grids] + [t.f - h * MSI_GSD_M for t, h, _ in grids]
     bounds = (min(xs), min(ys), max(xs), max(ys))
-    bands = {name: _read_band(scene.assets[name], bounds, crs) for name in (*BANDS, "SCL")}
+    bands = read_bands(scene.assets, bounds, crs, (*BANDS, "SCL"))
     offset = bands["B04"].offset
     log.info(
         "%s: read %d bands over %d chips (BOA_ADD_OFFSET=%s)",
@@ -146,20 +186,8 @@ def iter_msi_chips(scene: S2Scene, vhr_rows: list[dict]) -> Iterator[dict]:
     for row, (transform, h, w) in zip(vhr_rows, grids, strict=True):
         if row["crs"] != crs:
             raise ValueError(f"chips of one partition mix CRSs: {crs} and {row['crs']}")
-        refl = []
-        valid = np.ones((h, w), dtype=bool)
-        for name in BANDS:
-            b = bands[name]
-            dn = _warp(b, transform, crs, (h, w), nearest=False)
-            r = to_reflectance(dn, b.offset, b.quant, nodata=0)
-            valid &= np.isfinite(r)
-            refl.append(r)
+        stack, idx_stack, valid = l2a_stack(bands, transform, crs, (h, w))
         scl = _warp(bands["SCL"], transform, crs, (h, w), nearest=True).astype(np.uint8)
-        stack = np.stack(refl).astype(np.float32)
-        stack[:, ~valid] = 0.0
-        idx = compute_indices(dict(zip(BANDS, stack, strict=True)))
-        idx_stack = np.stack([idx[n] for n in INDEX_NAMES]).astype(np.float32)
-        idx_stack[:, ~valid] = 0.0
         fractions = cloud_fractions(scl)
         fractions["nodata_fraction"] = max(fractions["nodata_fraction"], 1.0 - float(valid.mean()))
         yield {

@@ -13,14 +13,13 @@ import numpy as np
 
 from flywheel_core.imagery import paths
 from flywheel_core.imagery.cog import write_cog
-from flywheel_core.imagery.grid import VHR_GSD_M
 from flywheel_core.imagery.render import SceneLayers
 from flywheel_core.imagery.sentinel2 import S2Scene
 from flywheel_core.imagery.spectra import S2_BANDS, VHR_BANDS
 from flywheel_core.imagery.stac import S2_COLLECTION, VHR_COLLECTION, AssetSpec, SceneRecord
 from flywheel_core.imagery.vhr import render_vhr, vhr_cloud_cover
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "2.0.0"
 BASELINE_0400 = date(2022, 1, 25)  # processing baseline 04.00 introduced BOA_ADD_OFFSET
 QUANTIFICATION = 10_000
 
@@ -40,47 +39,68 @@ def _scene_tags(cell: str, day: date, seed: int) -> dict[str, object]:
     }
 
 
-def write_vhr_scene(out_dir: Path, layers: SceneLayers, seed: int) -> tuple[Path, SceneRecord]:
-    g, day = layers.grid, layers.day
+def _condition_tags(properties: dict[str, object]) -> dict[str, object]:
+    """STAC-style `flywheel:sun_elevation` -> GeoTIFF tag `FLYWHEEL_SUN_ELEVATION`."""
+    out = {}
+    for key, value in properties.items():
+        if key.startswith("flywheel:"):
+            text = ",".join(str(v) for v in value) if isinstance(value, list) else value
+            out["FLYWHEEL_" + key.split(":", 1)[1].upper()] = text
+    return out
+
+
+def write_vhr_scene(out_dir: Path, layers: SceneLayers) -> tuple[Path, SceneRecord, np.ndarray]:
+    """The VHR COG at the settings' GSD; returns its path, its record and the array written."""
+    day, seed, gsd = layers.day, layers.settings.seed, layers.settings.gsd_m
+    image, g = render_vhr(layers)
+    properties = layers.own.properties("vhr")
     path = write_cog(
         paths.vhr_path(out_dir, g.cell, day),
-        render_vhr(layers, seed),
+        image,
         epsg=g.epsg,
-        transform=g.transform(),
+        transform=g.transform(gsd),
         descriptions=VHR_BANDS,
-        tags=_scene_tags(g.cell, day, seed),
+        tags={
+            **_scene_tags(g.cell, day, seed),
+            "FLYWHEEL_GSD_M": gsd,
+            **_condition_tags(properties),
+        },
     )
-    rows, cols = g.shape()
+    rows, cols = g.shape(gsd)
     record = SceneRecord(
         collection=VHR_COLLECTION,
         item_id=f"vhr-{g.cell}-{day.isoformat()}",
         cell=g.cell,
         day=day,
         grid=g,
-        gsd=VHR_GSD_M,
+        gsd=gsd,
         cloud_cover=vhr_cloud_cover(layers),
         assets={
             "image": AssetSpec(
                 path,
                 "VHR red, green, blue, nir (8-bit)",
                 extra={
+                    "gsd": gsd,
                     "eo:bands": [{"name": b, "common_name": b} for b in VHR_BANDS],
                     "proj:shape": [rows, cols],
-                    "proj:transform": list(g.transform())[:6],
+                    "proj:transform": list(g.transform(gsd))[:6],
                 },
             )
         },
+        extra=properties,
     )
-    return path, record
+    return path, record, image
 
 
 def write_s2_scene(
-    out_dir: Path, layers: SceneLayers, s2: S2Scene, seed: int
+    out_dir: Path, layers: SceneLayers, s2: S2Scene
 ) -> tuple[list[Path], SceneRecord]:
-    g, day = layers.grid, layers.day
+    g, day, seed = layers.grid, layers.day, layers.settings.seed
     offset = boa_add_offset(day)
+    properties = layers.own.properties("s2")
     tags = {
         **_scene_tags(g.cell, day, seed),
+        **_condition_tags(properties),
         "BOA_ADD_OFFSET": offset,
         "BOA_QUANTIFICATION_VALUE": QUANTIFICATION,
         "PROCESSING_BASELINE": "04.00" if offset else "03.01",
@@ -156,6 +176,7 @@ def write_s2_scene(
         cloud_cover=s2.cloud_cover,
         assets=assets,
         extra={
+            **properties,
             "s2:boa_add_offset": offset,
             "s2:processing_baseline": tags["PROCESSING_BASELINE"],
             "platform": "sentinel-2-synthetic",

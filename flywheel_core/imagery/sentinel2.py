@@ -3,7 +3,10 @@
 Each S2 pixel is the mean, over its 32 x 32 (or 64 x 64) VHR pixels, of the class reflectances
 (spectra.md), so mixtures such as a PV farm's panels and grass come out as real L2A shows them.
 Clouds are mixed in at 10 m. SCL follows the L2A class codes from the same quantities the
-scene-classification processor looks at (cloud opacity, shadow, water, NDVI).
+scene-classification processor looks at (cloud opacity, shadow, water, NDVI). The season's
+vegetation comes from the same table as the VHR scene's (spectra.seasonal_table); L2A being
+atmospherically corrected, only small residuals of gain and haze vary by scene, and the sun's
+elevation shows only through the shadows (conditions.py).
 """
 
 from __future__ import annotations
@@ -12,21 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flywheel_core.imagery.landcover import VEGETATION, LandCover
+from flywheel_core.imagery.landcover import N_CLASSES, LandCover
 from flywheel_core.imagery.noise import key64, pixel_noise
 from flywheel_core.imagery.render import SceneLayers
-from flywheel_core.imagery.spectra import (
-    BAND_INDEX,
-    CLOUD_REFLECTANCE,
-    S2_BANDS,
-    reflectance_table,
-    seasonal_factors,
-)
-from flywheel_core.imagery.vhr import CLOUD_SHADOW_DEPTH, CLOUD_THRESHOLD, isin, shadow_factor
+from flywheel_core.imagery.spectra import BAND_INDEX, CLOUD_REFLECTANCE, S2_BANDS, seasonal_table
+from flywheel_core.imagery.vhr import CLOUD_SHADOW_DEPTH, CLOUD_THRESHOLD, shadow_factor
 
 VHR_PER_10M = 32
-NOISE_REFLECTANCE = 0.003
-_NIR_LIKE = frozenset({"B06", "B07", "B08", "B8A"})
 
 # SCL codes (spectra.md)
 SCL_NODATA, SCL_CLOUD_SHADOW, SCL_VEGETATION, SCL_NOT_VEGETATED, SCL_WATER = 0, 3, 4, 5, 6
@@ -46,32 +41,37 @@ def block_mean(a: np.ndarray, k: int) -> np.ndarray:
     return a.reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
 
 
-def render_s2(layers: SceneLayers, seed: int) -> S2Scene:
-    classes = layers.classes
+def render_s2(layers: SceneLayers) -> S2Scene:
+    seed = layers.settings.seed
+    classes, owner, conds = layers.classes, layers.owner, layers.conditions
     col10, row10 = layers.grid.origin_px(10.0)
     col20, row20 = layers.grid.origin_px(20.0)
     common = layers.tint * shadow_factor(layers)
-    vis, nir = seasonal_factors(layers.day.timetuple().tm_yday)
-    veg = isin(classes, VEGETATION)
+    flat = owner.astype(np.intp) * N_CLASSES + classes
+    tables = np.stack([seasonal_table(c.season) * np.float32(c.s2_gain) for c in conds])
     a10 = block_mean(layers.cloud, VHR_PER_10M)
     s10 = block_mean(layers.cloud_shadow, VHR_PER_10M)
-    table = reflectance_table()
+    noise_std = block_mean(
+        np.array([c.s2_noise for c in conds], dtype=np.float32)[owner], VHR_PER_10M
+    )
     at10: dict[str, np.ndarray] = {}
     out: dict[str, np.ndarray] = {}
     for band in S2_BANDS:
         b = BAND_INDEX[band.name]
-        v = table[classes, b] * common
-        v[veg] *= nir if band.name in _NIR_LIKE else vis
+        v = tables[:, :, b].ravel()[flat] * common
+        haze = np.array([c.s2_haze[b] for c in conds], dtype=np.float32)
         m = block_mean(v, VHR_PER_10M) * (1.0 - CLOUD_SHADOW_DEPTH * s10)
+        m += block_mean(haze[owner], VHR_PER_10M)
         m += a10 * (CLOUD_REFLECTANCE[b] - m)
         at10[band.name] = m
+        std = noise_std
         if band.resolution_m == 20:
-            m = block_mean(m, 2)
+            m, std = block_mean(m, 2), block_mean(noise_std, 2)
             col, row = col20, row20
         else:
             col, row = col10, row10
         noise = pixel_noise(col, row, *m.shape, key64("s2", seed, layers.day, band.name))
-        out[band.name] = np.clip(m + NOISE_REFLECTANCE * noise, 0.0, 1.5).astype(np.float32)
+        out[band.name] = np.clip(m + std * noise, 0.0, 1.5).astype(np.float32)
     scl = _scl(layers, at10, a10, s10)
     centres = layers.cell_mask[VHR_PER_10M :: 2 * VHR_PER_10M, VHR_PER_10M :: 2 * VHR_PER_10M]
     cover = float(100.0 * np.isin(scl[centres], SCL_CLOUDS).mean()) if centres.any() else 0.0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flywheel_core.imagery.landcover import N_CLASSES, LandCover
+from flywheel_core.imagery.objects import FRAME, MARKING, N_DETAIL_CODES, RIB, SEAM, TUBE
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,28 @@ _REFLECTANCE: dict[LandCover, tuple[float, ...]] = {
     # [S] greenhouse plastic x 0.8 ("real pixels darker: crops below"); deep B12 drop kept.
     LandCover.GREENHOUSE: (0.26, 0.34, 0.38, 0.39, 0.39, 0.40, 0.40, 0.41, 0.33, 0.13),
     # ESTIMATE: glass-covered c-Si module off glint (mono: near black).
-    LandCover.PV_MONO: (0.06, 0.05, 0.045, 0.05, 0.05, 0.05, 0.05, 0.05, 0.10, 0.06),
+    LandCover.PV_MONO: (0.056, 0.047, 0.042, 0.044, 0.046, 0.046, 0.046, 0.046, 0.10, 0.06),
     # ESTIMATE: poly-Si, visibly bluer, same NIR/SWIR.
     LandCover.PV_POLY: (0.09, 0.07, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.10, 0.06),
+    # ESTIMATE: CdTe thin film under glass: as dark as mono-Si but nearly neutral (a faint green
+    # / brown cast, blue ≈ red), flat through the NIR; same glass-dominated SWIR.
+    LandCover.PV_THIN_FILM: (0.047, 0.05, 0.045, 0.045, 0.046, 0.046, 0.047, 0.047, 0.09, 0.06),
+    # ESTIMATE: blue coil-coated steel. Blue > red in the visible like poly-Si, but the blue
+    # pigments (and "cool" IR-reflective paints) are bright in the red edge and NIR.
+    LandCover.ROOF_BLUE_METAL: (0.15, 0.12, 0.08, 0.09, 0.18, 0.28, 0.34, 0.36, 0.30, 0.22),
+    # ESTIMATE: flat-plate collector, blue selective absorber under glass: dark blue-black,
+    # absorbing through the NIR and SWIR (that is its job).
+    LandCover.SOLAR_THERMAL: (0.065, 0.045, 0.035, 0.035, 0.04, 0.04, 0.04, 0.04, 0.05, 0.05),
+    # ESTIMATE: glazing over a dim interior, slightly blue; low SWIR (glass).
+    LandCover.SKYLIGHT: (0.09, 0.085, 0.075, 0.075, 0.075, 0.075, 0.075, 0.075, 0.06, 0.05),
+    # ESTIMATE: newer car-park asphalt, [S] old asphalt x 0.85.
+    LandCover.PARKING: (0.068, 0.077, 0.085, 0.094, 0.10, 0.10, 0.10, 0.11, 0.17, 0.18),
+    # ESTIMATE: car paints (the body seen from above; glass and chrome average in).
+    LandCover.CAR_WHITE: (0.47, 0.48, 0.49, 0.5, 0.5, 0.5, 0.5, 0.5, 0.4, 0.32),
+    LandCover.CAR_SILVER: (0.30, 0.31, 0.32, 0.33, 0.33, 0.34, 0.34, 0.34, 0.28, 0.22),
+    LandCover.CAR_BLACK: (0.035, 0.035, 0.035, 0.035, 0.04, 0.04, 0.045, 0.045, 0.05, 0.05),
+    LandCover.CAR_BLUE: (0.08, 0.055, 0.04, 0.04, 0.07, 0.12, 0.16, 0.18, 0.10, 0.07),
+    LandCover.CAR_RED: (0.05, 0.05, 0.32, 0.38, 0.42, 0.45, 0.47, 0.47, 0.40, 0.30),
 }
 
 # ESTIMATE: the ground of a built farm is mown, trampled and shaded by day: a quarter dry grass.
@@ -71,6 +91,9 @@ _REFLECTANCE[LandCover.FARM_GRASS] = tuple(
     round(0.75 * g + 0.25 * d, 4)
     for g, d in zip(_REFLECTANCE[LandCover.GRASS], _REFLECTANCE[LandCover.DRY_GRASS], strict=True)
 )
+
+# ESTIMATE: bare deciduous crowns over litter and shaded ground: the winter end-member of TREES.
+TREES_BARE: tuple[float, ...] = (0.05, 0.06, 0.07, 0.08, 0.12, 0.15, 0.18, 0.19, 0.22, 0.15)
 
 # ESTIMATE: optically thick cloud; flat in VNIR, lower in SWIR (ice/water absorption).
 CLOUD_REFLECTANCE: tuple[float, ...] = (0.55, 0.54, 0.53, 0.53, 0.53, 0.53, 0.52, 0.52, 0.38, 0.26)
@@ -84,13 +107,53 @@ def reflectance_table() -> np.ndarray:
     return table
 
 
-def seasonal_factors(day_of_year: int) -> tuple[float, float]:
-    """(visible, NIR) multipliers for vegetation: greener and brighter in NIR around midsummer.
+# --- seasons ------------------------------------------------------------------------------------
+# Vegetation follows latitude and date (ESTIMATE, a phenology caricature): no seasons within
+# ~12° of the equator, full seasons from ~45°; the growing season peaks in mid-July north of the
+# equator and mid-January south of it, and shortens poleward. In the dormant season grass
+# blends toward DRY_GRASS (up to 65 %) and deciduous crowns toward TREES_BARE (up to 70 %: the
+# rest is evergreen). One table per (latitude, date) feeds both sensors.
 
-    Mild on purpose: only PV presence and clouds should change a scene much between dates.
-    """
-    s = float(np.sin(2.0 * np.pi * (day_of_year - 80) / 365.25))
-    return 1.0 - 0.06 * s, 1.0 + 0.10 * s
+GRASS_DRYING_MAX = 0.65
+TREES_BARE_MAX = 0.7
+PEAK_DAY_NORTH = 196
+
+
+@dataclass(frozen=True)
+class Season:
+    seasonality: float  # 0 in the tropics .. 1 at high latitudes
+    winter: float  # 0 in the growing season .. 1 at mid-winter
+    grass_dryness: float  # share of DRY_GRASS blended into grass
+    tree_bareness: float  # share of TREES_BARE blended into tree crowns
+
+    @property
+    def greenness(self) -> float:
+        return 1.0 - self.grass_dryness
+
+
+def season(lat: float, day_of_year: int) -> Season:
+    amplitude = float(np.clip((abs(lat) - 12.0) / 33.0, 0.0, 1.0))
+    peak = PEAK_DAY_NORTH if lat >= 0 else PEAK_DAY_NORTH - 365.25 / 2
+    c = float(np.cos(2.0 * np.pi * (day_of_year - peak) / 365.25))  # 1 at the peak, -1 opposite
+    threshold = float(np.clip(-0.2 + 0.011 * abs(lat), -0.2, 0.6))  # green while c > threshold
+    winter = float(np.clip((threshold - c) / (threshold + 0.8), 0.0, 1.0))
+    return Season(
+        seasonality=amplitude,
+        winter=winter,
+        grass_dryness=round(GRASS_DRYING_MAX * amplitude * winter, 6),
+        tree_bareness=round(TREES_BARE_MAX * amplitude * winter, 6),
+    )
+
+
+def seasonal_table(s: Season) -> np.ndarray:
+    """`reflectance_table()` with the vegetation of the season (class code, S2 band)."""
+    table = reflectance_table()
+    dry = np.asarray(_REFLECTANCE[LandCover.DRY_GRASS], dtype=np.float32)
+    for cls in (LandCover.GRASS, LandCover.FARM_GRASS):
+        table[int(cls)] += s.grass_dryness * (dry - table[int(cls)])
+    bare = np.asarray(TREES_BARE, dtype=np.float32)
+    table[int(LandCover.TREES)] += s.tree_bareness * (bare - table[int(LandCover.TREES)])
+    return table
 
 
 # --- VHR (8-bit R, G, B, NIR) --------------------------------------------------------------------
@@ -120,12 +183,47 @@ VHR_TEXTURE: dict[LandCover, float] = {
     LandCover.GREENHOUSE: 0.03,
     LandCover.PV_MONO: 0.03,
     LandCover.PV_POLY: 0.04,
+    LandCover.PV_THIN_FILM: 0.012,  # very uniform: one deposited film, no cells
+    LandCover.ROOF_BLUE_METAL: 0.04,
+    LandCover.SOLAR_THERMAL: 0.03,
+    LandCover.SKYLIGHT: 0.06,
+    LandCover.PARKING: 0.05,
+    LandCover.CAR_WHITE: 0.03,
+    LandCover.CAR_SILVER: 0.05,
+    LandCover.CAR_BLACK: 0.05,
+    LandCover.CAR_BLUE: 0.05,
+    LandCover.CAR_RED: 0.04,
 }
+# Per-pixel "crystal grain" (relative std of unsmoothed, position-keyed noise): the flakes of
+# multicrystalline wafers that make poly-Si look speckled next to mono-Si and thin film.
+VHR_GRAIN: dict[LandCover, float] = {LandCover.PV_POLY: 0.12}
 
 # 8-bit colour of module frame lines (lighter than the cells) and of a specular glint.
 VHR_FRAME_LIFT: tuple[float, ...] = (28.0, 30.0, 34.0, 20.0)
 VHR_GLINT: tuple[float, ...] = (255.0, 255.0, 255.0, 235.0)
 VHR_CLOUD: tuple[float, ...] = (238.0, 240.0, 244.0, 225.0)
+# The same clouds as the reflectance the stretch maps to VHR_CLOUD, so that a scene's light and
+# haze act on clouds as on the ground.
+VHR_CLOUD_REFLECTANCE: tuple[float, ...] = tuple(
+    round(white * (dn / 255.0) ** (1.0 / _VHR_GAMMA), 6)
+    for dn, white in zip(VHR_CLOUD, _VHR_WHITE, strict=True)
+)
+# How strongly a detail line shows on a class: multiples of VHR_FRAME_LIFT added to the DN.
+# Mono-Si: thin bright aluminium frames; poly-Si: the same frames on a brighter module; thin
+# film: frameless, only faint gaps; look-alikes imitate the grid with seams, frames and tubes.
+VHR_DETAIL_LIFT: dict[tuple[LandCover, int], float] = {
+    (LandCover.PV_MONO, FRAME): 1.1,
+    (LandCover.PV_POLY, FRAME): 0.8,
+    (LandCover.PV_THIN_FILM, FRAME): 0.15,
+    (LandCover.ROOF_DARK, SEAM): 0.6,
+    (LandCover.ROOF_BLUE_METAL, SEAM): 0.7,
+    (LandCover.SOLAR_THERMAL, FRAME): 1.0,
+    (LandCover.SOLAR_THERMAL, TUBE): 0.45,
+    (LandCover.SKYLIGHT, FRAME): 0.9,
+    (LandCover.PARKING, MARKING): 2.5,
+}
+# Detail lines that darken instead (multiplicative): greenhouse ribs.
+VHR_DETAIL_GAIN: dict[tuple[LandCover, int], float] = {(LandCover.GREENHOUSE, RIB): 0.85}
 
 
 def to_vhr_dn(reflectance: np.ndarray, band: int) -> np.ndarray:
@@ -149,3 +247,37 @@ def texture_table() -> np.ndarray:
     for cls, amp in VHR_TEXTURE.items():
         table[int(cls)] = amp
     return table
+
+
+def grain_table() -> np.ndarray:
+    table = np.zeros(N_CLASSES, dtype=np.float32)
+    for cls, amp in VHR_GRAIN.items():
+        table[int(cls)] = amp
+    return table
+
+
+def detail_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(class, detail code) -> (DN lift multiple, DN gain): what a detail line does there."""
+    lift = np.zeros((N_CLASSES, N_DETAIL_CODES), dtype=np.float32)
+    gain = np.ones((N_CLASSES, N_DETAIL_CODES), dtype=np.float32)
+    for (cls, code), v in VHR_DETAIL_LIFT.items():
+        lift[int(cls), code] = v
+    for (cls, code), v in VHR_DETAIL_GAIN.items():
+        gain[int(cls), code] = v
+    return lift, gain
+
+
+def vhr_source_bands() -> list[int]:
+    """S2 band indices the VHR red, green, blue and nir are taken from."""
+    return [S2_BAND_NAMES.index(b) for b in _VHR_SOURCE_BANDS]
+
+
+def vhr_stretch(reflectance: np.ndarray, band: int) -> np.ndarray:
+    """`to_vhr_dn` without the cast: float DN of a (top-of-scene) reflectance array."""
+    x = np.clip(reflectance * np.float32(1.0 / _VHR_WHITE[band]), 0.0, 1.0)
+    return np.float32(255.0) * np.power(x, np.float32(_VHR_GAMMA), dtype=np.float32)
+
+
+def vhr_dn_gain(illumination: float) -> float:
+    """How a multiplicative change of light scales DN through the stretch (for drawn details)."""
+    return float(illumination**_VHR_GAMMA)

@@ -133,7 +133,9 @@ def write_catalog(out_dir: Path, vhr: Sequence[SceneRecord], s2: Sequence[SceneR
             s2,
         )
     )
-    catalog.normalize_hrefs(str(out_dir))
+    # The catalog file, not the folder: pystac takes a root with a dot in its last name
+    # ("world.v2") for a file and would write the catalog beside the folder instead.
+    catalog.normalize_hrefs(str(out_dir / "catalog.json"))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     return out_dir / "catalog.json"

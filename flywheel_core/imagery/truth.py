@@ -1,6 +1,7 @@
-"""The hidden truth and the noisy seed labels derived from it.
+"""The hidden truth, the hidden look-alikes, and the noisy seed labels derived from the truth.
 
-The truth is what the flywheel is scored against; the seed labels imitate what users bring:
+The truth is what the flywheel is scored against; the look-alikes (distractors.parquet) are
+what its false positives are likely made of, by kind; the seed labels imitate what users bring:
 a subset, shifted by georeferencing error, with sloppy vertices, some reduced to points.
 Choices are keyed by install id, so a given installation is treated the same in every world.
 """
@@ -19,23 +20,64 @@ from shapely.geometry.base import BaseGeometry
 from flywheel_core.geo.projection import area_m2, reproject
 from flywheel_core.imagery.layout import cell_layout
 from flywheel_core.imagery.noise import key64, rng
-from flywheel_core.imagery.objects import Installation
+from flywheel_core.imagery.objects import Distractor, Installation
+from flywheel_core.imagery.world_settings import LayoutParams
 
 VERTEX_NOISE_OF_JITTER = 0.2  # vertex noise std as a fraction of the shift std ("mild")
 
 
-def installations(cells: Sequence[str], seed: int) -> list[tuple[int, Installation]]:
+TRUTH_COLUMNS = [
+    "install_id",
+    "cell",
+    "kind",
+    "install_date",
+    "geometry",
+    "outline",
+    "area_m2",
+    "n_panels",
+    "panel_type",
+]
+DISTRACTOR_COLUMNS = ["distractor_id", "cell", "kind", "geometry", "area_m2", "n_objects"]
+
+
+def installations(cells: Sequence[str], params: LayoutParams) -> list[tuple[int, Installation]]:
     """(UTM EPSG, installation) for every installation owned by the world's cells."""
     out = []
     for cell in cells:
-        lay = cell_layout(cell, seed)
+        lay = cell_layout(cell, params)
         out += [(lay.epsg, inst) for inst in lay.installations]
     return out
 
 
-def truth_frame(cells: Sequence[str], seed: int) -> gpd.GeoDataFrame:
+def distractors(cells: Sequence[str], params: LayoutParams) -> list[tuple[int, Distractor]]:
+    out = []
+    for cell in cells:
+        lay = cell_layout(cell, params)
+        out += [(lay.epsg, d) for d in lay.distractors]
+    return out
+
+
+def distractor_frame(cells: Sequence[str], params: LayoutParams) -> gpd.GeoDataFrame:
+    """The look-alikes owned by the world's cells, one row each, in EPSG:4326."""
     rows = []
-    for epsg, inst in installations(cells, seed):
+    for epsg, d in distractors(cells, params):
+        geometry = reproject(d.geometry, epsg, 4326)
+        rows.append(
+            {
+                "distractor_id": d.distractor_id,
+                "cell": d.cell,
+                "kind": d.kind,
+                "geometry": geometry,
+                "area_m2": area_m2(geometry),
+                "n_objects": d.n_objects,
+            }
+        )
+    return gpd.GeoDataFrame(rows, columns=DISTRACTOR_COLUMNS, geometry="geometry", crs="EPSG:4326")
+
+
+def truth_frame(cells: Sequence[str], params: LayoutParams) -> gpd.GeoDataFrame:
+    rows = []
+    for epsg, inst in installations(cells, params):
         footprint = reproject(inst.footprint, epsg, 4326)
         rows.append(
             {
@@ -47,19 +89,10 @@ def truth_frame(cells: Sequence[str], seed: int) -> gpd.GeoDataFrame:
                 "outline": shapely.to_wkb(reproject(inst.outline, epsg, 4326)),
                 "area_m2": area_m2(footprint),
                 "n_panels": inst.n_panels,
+                "panel_type": inst.panel_type,
             }
         )
-    columns = [
-        "install_id",
-        "cell",
-        "kind",
-        "install_date",
-        "geometry",
-        "outline",
-        "area_m2",
-        "n_panels",
-    ]
-    return gpd.GeoDataFrame(rows, columns=columns, geometry="geometry", crs="EPSG:4326")
+    return gpd.GeoDataFrame(rows, columns=TRUTH_COLUMNS, geometry="geometry", crs="EPSG:4326")
 
 
 def _wiggle_polygon(poly: Polygon, r: np.random.Generator, sigma: float) -> Polygon:
@@ -87,10 +120,15 @@ def _smallest(ids: list[str], k: int, *salt: object) -> set[str]:
 
 
 def seed_label_frame(
-    cells: Sequence[str], seed: int, seed_fraction: float, jitter_m: float, point_fraction: float
+    cells: Sequence[str],
+    params: LayoutParams,
+    seed_fraction: float,
+    jitter_m: float,
+    point_fraction: float,
 ) -> gpd.GeoDataFrame:
     """`seed_fraction` of the installations, jittered; `point_fraction` of those as points."""
-    insts = installations(cells, seed)
+    seed = params.seed
+    insts = installations(cells, params)
     ids = [i.install_id for _, i in insts]
     chosen = _smallest(ids, round(seed_fraction * len(ids)), "seed-label", seed)
     points = _smallest(sorted(chosen), round(point_fraction * len(chosen)), "seed-point", seed)

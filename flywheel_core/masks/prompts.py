@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 from affine import Affine
-from shapely import affinity, wkb
+from shapely import affinity, make_valid, wkb
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
@@ -100,6 +100,8 @@ def chip_prompts(labels: list[dict], chip: dict, settings: PromptSettings) -> li
         source = wkb.loads(label["geometry"])
         footprint = wkb.loads(label["prompt_geometry"])
         px_full = to_pixels(footprint, chip["crs"], transform)
+        if not px_full.is_valid:  # reprojection can pinch a valid lon/lat ring (e.g. a union)
+            px_full = make_valid(px_full)
         if not px_full.intersects(frame):
             continue
         px = px_full.intersection(frame)

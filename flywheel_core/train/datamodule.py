@@ -9,8 +9,10 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
-from flywheel_core.train.augment import D4Augment
+from flywheel_core.train.augment import Compose, D4Augment, Transform
 from flywheel_core.train.dataset import LanceChipDataset, open_lance, row_filter
+from flywheel_core.train.photometric import PhotometricAugment
+from flywheel_core.train.sampler import PositiveAwareSampler
 from flywheel_core.train.splits import SPLITS
 
 
@@ -21,9 +23,15 @@ class EmptySplitError(ValueError):
 class PVDataModule(LightningDataModule):
     """Datasets for the three splits of `uri` at one version (pinned at construction).
 
-    The train set is augmented (random D4, optional random crop); val and test are not. Sizes are
-    known right after construction (`sizes`, `steps_per_epoch`); an empty train split raises
-    `EmptySplitError` from `setup()` (or `check()`), an empty val or test split just has no loader.
+    The train loader draws with replacement from a seeded `PositiveAwareSampler` (chips with
+    mask pixels at `positive_fraction` of the draws; None: uniform), in "epochs" of
+    `steps_per_epoch` batches: an epoch is just a block of steps, the trainer's `max_steps` ends
+    the run. Train samples are augmented (optional random crop, around a mask pixel with
+    probability `positive_crop_prob`; random D4; photometric changes of the VHR channels), each
+    from its own seed drawn by the sampler, so batches are the same with any number of workers.
+    Val and test are not augmented. Sizes are known right after construction (`sizes`); an empty
+    train split raises `EmptySplitError` from `setup()` (or `check()`), an empty val or test split
+    just has no loader.
     """
 
     def __init__(
@@ -40,6 +48,10 @@ class PVDataModule(LightningDataModule):
         seed: int = 0,
         augment: bool = True,
         crop_size: int | None = None,
+        positive_fraction: float | None = 0.7,
+        positive_crop_prob: float = 0.7,
+        photometric: bool = True,
+        steps_per_epoch: int | None = None,
         multiprocessing_context: str | None = "forkserver",
     ) -> None:
         super().__init__()
@@ -54,27 +66,37 @@ class PVDataModule(LightningDataModule):
         self.seed = seed
         self.augment = augment
         self.crop_size = crop_size
+        self.positive_fraction = positive_fraction
+        self.positive_crop_prob = positive_crop_prob
+        self.photometric = photometric
+        self._steps_per_epoch = steps_per_epoch
         # Lance is not fork-safe (a forked worker can hang in Lance's runtime), so workers start
         # from a fresh forkserver by default; each costs an import of torch + lance once per
         # loader (workers persist across epochs). None: the platform default (fork on Linux).
         self.multiprocessing_context = multiprocessing_context
         self.datasets: dict[str, LanceChipDataset] = {
             split: LanceChipDataset(
-                self.uri,
-                self.version,
-                split=split,
-                as_of=as_of,
-                cells=self.cells,
-                bands=bands,
-                transform=self._train_transform() if split == "train" else None,
+                self.uri, self.version, split=split, as_of=as_of, cells=self.cells, bands=bands
             )
             for split in SPLITS
         }
+        train = self.datasets["train"]
+        train.transform = self._train_transform(train.vhr_channels)
 
-    def _train_transform(self) -> D4Augment | None:
-        if not self.augment and self.crop_size is None:
-            return None
-        return D4Augment(crop_size=self.crop_size, d4=self.augment)
+    def _train_transform(self, vhr_channels: int) -> Transform | None:
+        """Crop (around a mask pixel with probability positive_crop_prob), D4, photometric."""
+        steps: list[Transform] = []
+        if self.augment or self.crop_size is not None:
+            steps.append(
+                D4Augment(
+                    crop_size=self.crop_size,
+                    d4=self.augment,
+                    positive_crop_prob=self.positive_crop_prob if self.crop_size else 0.0,
+                )
+            )
+        if self.augment and self.photometric:
+            steps.append(PhotometricAugment(vhr_channels=vhr_channels))
+        return Compose(steps) if steps else None
 
     # -- facts about the data ----------------------------------------------------------------
 
@@ -92,7 +114,17 @@ class PVDataModule(LightningDataModule):
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.sizes["train"] / self.batch_size)
+        """Batches per training "epoch" (a block of steps; default: one pass's worth)."""
+        return self._steps_per_epoch or max(math.ceil(self.sizes["train"] / self.batch_size), 1)
+
+    def train_sampler(self) -> PositiveAwareSampler:
+        """A fresh seeded sampler over the train split (positives read from the masks)."""
+        return PositiveAwareSampler(
+            self.datasets["train"].positive(),
+            num_samples=self.steps_per_epoch * self.batch_size,
+            positive_fraction=self.positive_fraction,
+            seed=self.seed,
+        )
 
     def check(self) -> None:
         if self.sizes["train"] == 0:
@@ -107,7 +139,7 @@ class PVDataModule(LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------
 
-    def _loader(self, split: str, shuffle: bool, eval_transform: bool = False) -> DataLoader:
+    def _loader(self, split: str, train: bool, eval_transform: bool = False) -> DataLoader:
         ds = self.datasets[split]
         if eval_transform and ds.transform is not None:
             ds = LanceChipDataset(
@@ -118,27 +150,27 @@ class PVDataModule(LightningDataModule):
                 cells=self.cells,
                 bands=self.bands,
             )
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             ds,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=self.train_sampler() if train else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=generator,
+            # worker seeds (the augmentation itself is seeded per sample by the sampler)
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
             multiprocessing_context=self.multiprocessing_context if self.num_workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:
         self.check()
-        return self._loader("train", shuffle=True)
+        return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test", train=False)
 
     def eval_dataloader(self, split: str) -> DataLoader:
         """Any split without augmentation, in table order (e.g. to score the train split)."""
-        return self._loader(split, shuffle=False, eval_transform=True)
+        return self._loader(split, train=False, eval_transform=True)

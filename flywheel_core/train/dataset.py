@@ -77,7 +77,9 @@ class LanceChipDataset(Dataset):
     bands: "vhr" (R,G,B,NIR scaled to 0..1) or "vhr+msi" (plus the MSI channels resampled
         bilinearly to the chip grid).
     split / as_of / cells: row filter (split equality, ISO `date <= as_of`, cell membership).
-    transform: optional callable applied to each sample dict (e.g. `D4Augment`).
+    transform: optional callable applied to each sample dict (e.g. `D4Augment`). An item may be
+        an index or a pair (index, seed), as `PositiveAwareSampler` yields: the transform is
+        then called as `transform(sample, generator)` with a generator seeded by it.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class LanceChipDataset(Dataset):
         self.transform = transform
         self._ds: lance.LanceDataset | None = None
         self._pid: int | None = None
+        self._positive: np.ndarray | None = None
         ds = open_lance(self.uri, version)
         self.version: int = ds.version
         self._ds, self._pid = ds, os.getpid()
@@ -161,6 +164,24 @@ class LanceChipDataset(Dataset):
         return len(self.channels)
 
     @property
+    def vhr_channels(self) -> int:
+        """How many leading channels are VHR bands (the rest, if any, are MSI)."""
+        return sum(not c.startswith("msi_") for c in self.channels)
+
+    def positive(self, batch: int = 256) -> np.ndarray:
+        """Per sample: does its mask have any pixel? (reads the mask column once, then cached)"""
+        if self._positive is None:
+            flags = np.zeros(len(self), dtype=bool)
+            for b in range(0, len(self), batch):
+                rows = self.dataset.take(
+                    [int(i) for i in self.indices[b : b + batch]], columns=["generated_mask"]
+                )
+                for j, m in enumerate(rows.column("generated_mask").to_pylist()):
+                    flags[b + j] = m is not None and np.frombuffer(m, np.uint8).any()
+            self._positive = flags
+        return self._positive
+
+    @property
     def row_filter(self) -> str | None:
         return row_filter(self.split, self.as_of, self.cells)
 
@@ -187,12 +208,13 @@ class LanceChipDataset(Dataset):
         cols = ["vhr_image_chip", "generated_mask"]
         return [*cols, "msi_image_chip"] if self.bands == "vhr+msi" else cols
 
-    def __getitem__(self, i: int) -> Sample:
+    def __getitem__(self, i: int | tuple[int, int]) -> Sample:
         return self.__getitems__([i])[0]
 
-    def __getitems__(self, items: Sequence[int]) -> list[Sample]:
+    def __getitems__(self, items: Sequence[int | tuple[int, int]]) -> list[Sample]:
         """One Lance `take` for a whole batch (the DataLoader calls this when it exists)."""
-        items = [int(i) for i in items]
+        seeds = [it[1] if isinstance(it, tuple | list) else None for it in items]
+        items = [int(it[0]) if isinstance(it, tuple | list) else int(it) for it in items]
         n = len(self)
         for i in items:
             if not -n <= i < n:
@@ -203,7 +225,13 @@ class LanceChipDataset(Dataset):
         out = []
         for j, i in enumerate(items):
             sample = self._decode(i, {c: cols[c][j] for c in cols})
-            out.append(self.transform(sample) if self.transform is not None else sample)
+            if self.transform is not None:
+                if seeds[j] is None:
+                    sample = self.transform(sample)
+                else:
+                    g = torch.Generator().manual_seed(int(seeds[j]))
+                    sample = self.transform(sample, g)
+            out.append(sample)
         return out
 
     def _decode(self, i: int, row: dict) -> Sample:

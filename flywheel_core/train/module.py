@@ -1,17 +1,20 @@
 """The PV segmentation model: a segmentation-models-pytorch network in a LightningModule.
 
-Weights are random unless `encoder_weights` names a local state-dict file: nothing is ever
-downloaded. Loss is Dice + BCE on logits; pixel IoU and F1 at threshold 0.5 are logged per split
-as `train/iou`, `val/iou`, `test/iou`, `*/f1` and `*/loss`, accumulated over the whole epoch
-(micro-averaged over pixels, not averaged over batches).
+The encoder starts from random weights, a local state-dict file or cached pretrained weights
+("imagenet", looked up in local caches only: see `encoder_weights`); nothing is ever downloaded,
+and `encoder_init` says what was used. A model restored from a checkpoint does not look its
+encoder weights up again (the checkpoint has them). Loss is Dice + BCE on logits; pixel IoU and
+F1 at threshold 0.5 are logged per split as `train/iou`, `val/iou`, `test/iou`, `*/f1` and
+`*/loss`, accumulated over the whole epoch (micro-averaged over pixels, not averaged over
+batches).
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import segmentation_models_pytorch as smp
@@ -22,34 +25,15 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 
+from flywheel_core.train.encoder_weights import init_encoder
+
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 THRESHOLD = 0.5
-
-
-def _load_encoder_weights(encoder: nn.Module, path: str) -> None:
-    """Load a local state dict into the encoder; tensors whose shape differs (e.g. a 3-band first
-    conv for a 4-band input) are skipped and reported. Never fetches anything."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"encoder_weights must be a local state-dict file (no downloads here): {path}"
-        )
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    own = encoder.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(state) - set(usable))
-    encoder.load_state_dict(usable, strict=False)
-    log.info(
-        "encoder weights from %s: %d tensors loaded, %d skipped%s",
-        path,
-        len(usable),
-        len(skipped),
-        f" ({', '.join(skipped[:5])}...)" if skipped else "",
-    )
+RESTORED = "restored from checkpoint"
+# set while a checkpoint is loaded: its weights replace the encoder's, so none are looked up
+_RESTORING: contextvars.ContextVar[bool] = contextvars.ContextVar("restoring", default=False)
 
 
 def build_network(
@@ -61,6 +45,29 @@ def build_network(
     encoder_weights: str | None = None,
     **model_kwargs: Any,
 ) -> nn.Module:
+    """The network alone (see `create_network` for how its encoder was initialized)."""
+    return create_network(
+        arch,
+        encoder_name,
+        encoder_depth,
+        decoder_channels,
+        in_channels,
+        encoder_weights,
+        **model_kwargs,
+    )[0]
+
+
+def create_network(
+    arch: str,
+    encoder_name: str,
+    encoder_depth: int,
+    decoder_channels: Sequence[int] | int | None,
+    in_channels: int,
+    encoder_weights: str | None = None,
+    **model_kwargs: Any,
+) -> tuple[nn.Module, str]:
+    """(network, encoder init): smp's network, its encoder initialized by `init_encoder` (before
+    unused deep stages are pruned, so a full pretrained state dict fits)."""
     kwargs: dict[str, Any] = dict(model_kwargs)
     cls = getattr(smp, arch, None)
     if cls is None:
@@ -84,10 +91,9 @@ def build_network(
         classes=1,
         **kwargs,
     )
-    if encoder_weights:
-        _load_encoder_weights(net.encoder, encoder_weights)
+    init = init_encoder(net.encoder, encoder_name, encoder_weights)
     prune_unused(net, in_channels)
-    return net
+    return net, init
 
 
 def prune_unused(net: nn.Module, in_channels: int, size: int = 64) -> list[str]:
@@ -154,20 +160,33 @@ class PVSegmentationModule(LightningModule):
         if channels is not None and len(channels) != in_channels:
             raise ValueError(f"{len(channels)} channel names for in_channels={in_channels}")
         self.save_hyperparameters()
-        self.model = build_network(
+        restoring = _RESTORING.get()
+        self.model, init = create_network(
             arch,
             encoder_name,
             encoder_depth,
             decoder_channels,
             in_channels,
-            encoder_weights,
+            None if restoring else encoder_weights,
             **(model_kwargs or {}),
         )
+        # how the encoder was initialized: "random", "<file> (local file)", "imagenet (<file>)",
+        # "random (imagenet weights not found in ...: offline)" or "restored from checkpoint"
+        self.encoder_init: str = RESTORED if restoring else init
         self.dice = smp.losses.DiceLoss(mode="binary", from_logits=True)
         self.metrics = nn.ModuleDict({f"{stage}_metrics": _metrics() for stage in STAGES})
         # The prefix test_step logs under: the trainer also scores the train split through
         # `Trainer.test` (without augmentation) by setting this to "train".
         self.test_prefix = "test"
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> PVSegmentationModule:  # type: ignore[override]
+        """Lightning's loader, without looking the encoder's initial weights up again."""
+        token = _RESTORING.set(True)
+        try:
+            return super().load_from_checkpoint(*args, **kwargs)
+        finally:
+            _RESTORING.reset(token)
 
     @property
     def channels(self) -> list[str] | None:

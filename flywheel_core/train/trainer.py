@@ -1,11 +1,14 @@
 """One training round: Lance `training_data` at a pinned version → Lightning → checkpoint + W&B run.
 
-`train_model` seeds everything, pins the table version before reading anything, trains on the
-train split (with D4 augmentation), scores val and test (skipped, with None metrics, when a split
-is empty) and the train split itself without augmentation, logs config, metrics and a few
-image / mask / prediction panels to Weights & Biases (offline unless WANDB_API_KEY is set), and
-returns what a registry needs to reproduce the round: checkpoint path, metrics, W&B run id,
-Lance version and the config.
+`train_model` seeds everything, pins the table version before reading anything, trains for
+`steps` optimiser steps on the train split (positive-aware sampling with replacement; crops, D4
+and photometric augmentation), scores val every `val_every` steps, keeps the best weights by val
+IoU and stops after `patience` evaluations without improvement (with no val split: all steps,
+final weights), then, with the kept weights, scores val and test (skipped, with None metrics,
+when a split is empty) and the train split itself without augmentation, logs config, metrics,
+the val curve and a few image / mask / prediction panels to Weights & Biases (offline unless
+WANDB_API_KEY is set), and returns what a registry needs to reproduce the round: checkpoint path,
+metrics, W&B run id, Lance version, the config and how the encoder was initialized.
 """
 
 from __future__ import annotations
@@ -30,29 +33,42 @@ log = logging.getLogger(__name__)
 
 WANDB_PROJECT = "lightning-lance"
 METRIC_NAMES = ("iou", "f1", "loss")
+DEFAULT_STEPS = 100
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training round's result (with the Lance version)."""
+    """Everything that decides a training round's result (with the Lance version).
+
+    Training length is `steps` optimiser steps, whatever the number of chips (the OneCycle
+    schedule spans them); val is scored every `val_every` steps and the best weights by val IoU
+    are kept (see `BestWeights`). See the field comments for the defaults' reasons.
+    """
 
     arch: str = "Unet"
     encoder_name: str = "resnet18"
     encoder_depth: int = 3
     decoder_channels: tuple[int, ...] | None = (64, 32, 16)
-    encoder_weights: str | None = None  # a local state-dict file; never a download
+    # None (random), a local state-dict file, or "imagenet" (looked up in local caches only;
+    # random with a warning when absent: the result's `encoder_init` says which it was)
+    encoder_weights: str | None = "imagenet"
     bands: str = "vhr"
-    epochs: int = 12
-    max_steps: int | None = None  # caps optimizer steps (a round's time then stays flat)
+    # ~30 s a round at demo scale on 2 CPU cores (batch 8 of 128² crops), enough for a
+    # seed-only round with a handful of positive chips to learn (see flywheel_tests/train)
+    steps: int = DEFAULT_STEPS
     batch_size: int = 8
     lr: float = 3e-3
     weight_decay: float = 1e-4
     crop_size: int | None = 128  # random training crops; val/test run on whole chips
+    positive_fraction: float | None = 0.7  # share of draws from chips with panels; None: uniform
+    positive_crop_prob: float = 0.7  # chance a crop of a chip with panels is centred on one
+    photometric: bool = True  # gain/contrast/gamma/colour/haze/noise on the VHR channels
+    val_every: int = 25  # steps between val evaluations (each scores every val chip)
+    patience: int = 4  # evaluations without a better val IoU before stopping early
     num_workers: int = 0
     seed: int = 0
     as_of_date: str | None = None
     cells: list[str] | None = None
-    max_train_batches: int | None = None
     num_threads: int | None = None  # torch intra-op threads for the round; None: torch's default
     precision: str = "32-true"
     accelerator: str = "cpu"
@@ -65,8 +81,9 @@ class TrainConfig:
         base = dict(
             encoder_depth=2,
             decoder_channels=(16, 8),
-            epochs=6,
-            max_steps=None,
+            encoder_weights=None,
+            steps=40,
+            val_every=10,
             batch_size=4,
             lr=2e-2,
             crop_size=None,
@@ -74,6 +91,14 @@ class TrainConfig:
         )
         base.update(overrides)
         return cls(**base)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.val_every < 1 or self.patience < 1:
+            raise ValueError(
+                f"val_every and patience must be >= 1: {self.val_every}/{self.patience}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -93,29 +118,119 @@ class TrainResult:
     config: dict[str, Any]
     seconds: float
     channels: list[str] = field(default_factory=list)
+    # how the encoder started: "random", "imagenet (<file>)", "<file> (local file)" or
+    # "random (imagenet weights not found in ...: offline)"
+    encoder_init: str = "random"
+    # which weights were kept: the best val IoU's, or the final ones (no val split)
+    weights: str = ""
+    # the val curve: one {"step", "loss", "iou", "f1"} per evaluation (empty without val)
+    history: list[dict[str, float | int]] = field(default_factory=list)
 
 
-class EpochLog(Callback):
-    """One log line per epoch (train and, when there is a val split, val metrics)."""
+class BestWeights(Callback):
+    """Keeps the best weights by val IoU, stops after `patience` evaluations without a better one.
 
-    def __init__(self) -> None:
+    Better means a higher val IoU, or the same IoU (within `tol`, e.g. all zero early on) with a
+    lower val loss. Lightning validates every `val_every` steps; this callback also asks for a
+    last validation at the final step (by setting `should_stop` there, which makes Lightning
+    validate before it stops), so the last weights compete too. `restore(module)` loads the best.
+    Logs one line per evaluation.
+    """
+
+    def __init__(self, steps: int, patience: int, tol: float = 1e-4) -> None:
+        self.steps = steps
+        self.patience = patience
+        self.tol = tol
+        self.history: list[dict[str, float | int]] = []
+        self.best: dict[str, float | int] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad = 0
+        self.stopped_step: int | None = None
+        self._train_loss: float | None = None
         self._start = time.perf_counter()
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            v = float(loss)
+            self._train_loss = v if self._train_loss is None else 0.9 * self._train_loss + 0.1 * v
+        last = self.history[-1]["step"] if self.history else 0
+        if trainer.global_step >= self.steps and last < trainer.global_step:
+            trainer.should_stop = True  # Lightning then validates this last step, then stops
+
+    def better(self, iou: float, loss: float) -> bool:
+        if self.best is None:
+            return True
+        if iou > self.best["iou"] + self.tol:
+            return True
+        return abs(iou - self.best["iou"]) <= self.tol and loss < self.best["loss"]
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        step = int(trainer.global_step)
+        point = {"step": step, **{k: float(m[f"val/{k}"]) for k in ("loss", "iou", "f1")}}
+        self.history.append(point)
+        if self.better(point["iou"], point["loss"]):
+            self.best, self.bad = point, 0
+            self.best_state = {
+                k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()
+            }
+        else:
+            self.bad += 1
+            if self.bad >= self.patience and step < self.steps:
+                trainer.should_stop = True
+                self.stopped_step = step
+        assert self.best is not None
+        log.info(
+            "step %d/%d (%.1fs): train loss %s, val loss %.3f iou %.3f f1 %.3f; best iou %.3f "
+            "at step %d%s",
+            step,
+            self.steps,
+            time.perf_counter() - self._start,
+            f"{self._train_loss:.3f}" if self._train_loss is not None else "n/a",
+            point["loss"],
+            point["iou"],
+            point["f1"],
+            self.best["iou"],
+            self.best["step"],
+            f"; no better val IoU in {self.bad} evaluations: stopping" if self.stopped_step else "",
+        )
+
+    @property
+    def best_step(self) -> int | None:
+        return int(self.best["step"]) if self.best is not None else None
+
+    def restore(self, module: L.LightningModule) -> bool:
+        """Load the best weights into `module`; False when there were no evaluations."""
+        if self.best_state is None:
+            return False
+        module.load_state_dict(self.best_state)
+        return True
+
+
+class StepLog(Callback):
+    """Without a val split: one log line per block of steps (train loss)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         m = trainer.callback_metrics
-        parts = [
-            f"{k} {float(m[k]):.3f}"
-            for stage in ("train", "val")
-            for k in (f"{stage}/loss", f"{stage}/iou", f"{stage}/f1")
-            if k in m
-        ]
+        parts = [f"{k} {float(m[k]):.3f}" for k in ("train/loss", "train/iou") if k in m]
         log.info(
-            "epoch %d/%d (%.1fs): %s",
-            trainer.current_epoch + 1,
-            trainer.max_epochs,
+            "step %d/%d (%.1fs, no val split): %s",
+            trainer.global_step,
+            self.steps,
             time.perf_counter() - self._start,
             ", ".join(parts),
         )
@@ -203,6 +318,105 @@ def train_model(
         torch.use_deterministic_algorithms(deterministic)
 
 
+def build_datamodule(uri: str, version: int | None, config: TrainConfig) -> PVDataModule:
+    """The round's data at `version` (pinned here), train loader in blocks of `val_every`."""
+    dm = PVDataModule(
+        uri,
+        version,
+        bands=config.bands,
+        as_of=config.as_of_date,
+        cells=config.cells,
+        batch_size=config.batch_size,
+        num_workers=config.num_workers,
+        seed=config.seed,
+        crop_size=config.crop_size,
+        positive_fraction=config.positive_fraction,
+        positive_crop_prob=config.positive_crop_prob,
+        photometric=config.photometric,
+        steps_per_epoch=min(config.val_every, config.steps),
+    )
+    dm.check()
+    return dm
+
+
+def build_module(dm: PVDataModule, config: TrainConfig, data_info: dict) -> PVSegmentationModule:
+    return PVSegmentationModule(
+        in_channels=dm.in_channels,
+        arch=config.arch,
+        encoder_name=config.encoder_name,
+        encoder_depth=config.encoder_depth,
+        decoder_channels=config.decoder_channels,
+        encoder_weights=config.encoder_weights,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        channels=dm.channels,
+        data_info=data_info,
+    )
+
+
+def build_trainer(
+    config: TrainConfig, logger: Any, callbacks: list[Callback], has_val: bool, out_dir: Path
+) -> L.Trainer:
+    """`steps` optimiser steps; val every `val_every` steps (and at the last, see BestWeights)."""
+    val = (
+        {"val_check_interval": config.val_every, "check_val_every_n_epoch": None}
+        if has_val
+        else {"limit_val_batches": 0}
+    )
+    return L.Trainer(
+        max_steps=config.steps,
+        max_epochs=-1,
+        accelerator=config.accelerator,
+        devices=1,
+        precision=config.precision,
+        deterministic=config.deterministic,
+        logger=logger,
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=str(out_dir),
+        **val,
+    )
+
+
+def score_splits(
+    trainer: L.Trainer, model: PVSegmentationModule, dm: PVDataModule
+) -> dict[str, float | int | None]:
+    """Every split scored the same way: whole chips, no augmentation, the kept weights."""
+    metrics: dict[str, float | int | None] = {}
+    for split in ("train", "val", "test"):
+        metrics[f"{split}/samples"] = dm.sizes[split]
+        if not dm.sizes[split]:
+            log.info("%s split is empty: no %s metrics", split, split)
+            metrics.update({f"{split}/{k}": None for k in METRIC_NAMES})
+            continue
+        model.test_prefix = split
+        scores = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
+        metrics.update({f"{split}/{k}": float(scores[f"{split}/{k}"]) for k in METRIC_NAMES})
+    model.test_prefix = "test"
+    return metrics
+
+
+def _selection(best: BestWeights, steps_run: int) -> tuple[str, dict[str, Any]]:
+    """(what the kept weights are, the selection's scalar metrics)."""
+    scalars = {
+        "best_step": best.best_step,
+        "stopped_step": best.stopped_step,
+        "steps_run": steps_run,
+        "best_val_iou": float(best.best["iou"]) if best.best else None,
+    }
+    if best.best is None:
+        return (
+            f"final weights after {steps_run} steps (no val split: nothing to select on)",
+            scalars,
+        )
+    stop = f"stopped early at step {best.stopped_step}" if best.stopped_step else "ran all steps"
+    return f"best val IoU {best.best['iou']:.3f} at step {best.best_step} ({stop})", scalars
+
+
 def _train(
     lance_uri: str,
     table: str,
@@ -215,19 +429,8 @@ def _train(
     out_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.seed, workers=True, verbose=False)
     uri = table_uri(lance_uri, table)
-    dm = PVDataModule(
-        uri,
-        version,
-        bands=config.bands,
-        as_of=config.as_of_date,
-        cells=config.cells,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        seed=config.seed,
-        crop_size=config.crop_size,
-    )
-    dm.check()
-    sizes = dm.sizes
+    dm = build_datamodule(uri, version, config)
+    sizes, has_val = dm.sizes, dm.sizes["val"] > 0
     log.info("training %s on %s@v%d: %s samples", run_name, uri, dm.version, sizes)
     data_info = {
         "lance_uri": uri,
@@ -238,52 +441,28 @@ def _train(
         "bands": config.bands,
         "sizes": sizes,
     }
-    model = PVSegmentationModule(
-        in_channels=dm.in_channels,
-        arch=config.arch,
-        encoder_name=config.encoder_name,
-        encoder_depth=config.encoder_depth,
-        decoder_channels=config.decoder_channels,
-        encoder_weights=config.encoder_weights,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        channels=dm.channels,
-        data_info=data_info,
+    model = build_module(dm, config, data_info)
+    log.info(
+        "%d steps of %d, val every %d (patience %d), positives %.0f%% of draws; encoder: %s",
+        config.steps,
+        config.batch_size,
+        config.val_every,
+        config.patience,
+        100 * dm.train_sampler().share,
+        model.encoder_init,
     )
     wandb_config = {**config.to_dict(), **{f"data/{k}": v for k, v in data_info.items()}}
     logger = _make_logger(out_dir, run_name, wandb_config)
     try:
-        trainer = L.Trainer(
-            max_epochs=config.epochs,
-            max_steps=config.max_steps or -1,
-            accelerator=config.accelerator,
-            devices=1,
-            precision=config.precision,
-            deterministic=config.deterministic,
-            logger=logger,
-            callbacks=[EpochLog()],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            enable_checkpointing=False,
-            limit_train_batches=config.max_train_batches or 1.0,
-            **({} if sizes["val"] else {"limit_val_batches": 0}),
-            num_sanity_val_steps=0,
-            log_every_n_steps=1,
-            default_root_dir=str(out_dir),
-        )
+        best = BestWeights(config.steps, config.patience)
+        callbacks = [best] if has_val else [best, StepLog(config.steps)]
+        trainer = build_trainer(config, logger, callbacks, has_val, out_dir)
         trainer.fit(model, datamodule=dm)
-        metrics: dict[str, float | int | None] = {}
-        for split in ("train", "val", "test"):
-            metrics[f"{split}/samples"] = sizes[split]
-            if not sizes[split]:
-                log.info("%s split is empty: no %s metrics", split, split)
-                metrics.update({f"{split}/{k}": None for k in METRIC_NAMES})
-                continue
-            # every split scored the same way: whole chips, no augmentation, final weights
-            model.test_prefix = split
-            scores = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
-            metrics.update({f"{split}/{k}": float(scores[f"{split}/{k}"]) for k in METRIC_NAMES})
-        model.test_prefix = "test"
+        steps_run = int(trainer.global_step)
+        best.restore(model)
+        weights, selection = _selection(best, steps_run)
+        log.info("keeping the %s", weights)
+        metrics = {**score_splits(trainer, model, dm), **selection}
         ckpt = out_dir / "model.ckpt"
         trainer.save_checkpoint(ckpt, weights_only=True)
         panels, captions = sample_panels(model, dm, config.log_images)
@@ -294,6 +473,8 @@ def _train(
             {
                 **{f"final/{k}": v for k, v in metrics.items() if v is not None},
                 "final/seconds": seconds,
+                "final/encoder_init": model.encoder_init,
+                "final/weights": weights,
             }
         )
         run_id = logger.experiment.id
@@ -316,6 +497,9 @@ def _train(
         config=config.to_dict(),
         seconds=seconds,
         channels=dm.channels,
+        encoder_init=model.encoder_init,
+        weights=weights,
+        history=list(best.history),
     )
 
 

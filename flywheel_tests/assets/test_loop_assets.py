@@ -1,8 +1,10 @@
 """The loop through real Dagster runs on the tiny world: train, predict, validate, backfill."""
 
+import json
 from pathlib import Path
 
 import pytest
+import rasterio
 from dagster import MultiPartitionKey, materialize
 
 from flywheel_assets.ingest.imagery import msi_chips, vhr_chips
@@ -11,6 +13,7 @@ from flywheel_assets.loop.backfill import validated_backfill
 from flywheel_assets.loop.model import model_checkpoint
 from flywheel_assets.loop.predictions import predictions
 from flywheel_assets.masks.assets import sam_masks, training_data
+from flywheel_core.infer.msi_channels import MSI_CHANNELS
 from flywheel_core.lake.connection import LakeConfig, lake_connection
 from flywheel_core.lake.models import latest_model, registry_name
 from flywheel_core.train.trainer import TrainConfig, train_model
@@ -29,7 +32,11 @@ ALL = [
     validated_backfill,
 ]
 INGEST = [seed_labels, vhr_chips, msi_chips, sam_masks, training_data]
-FAST = {"ops": {"model_checkpoint": {"config": {"epochs": 2, "batch_size": 4}}}}
+# A default-length round (TrainConfig's steps, ~30 s on 2 cores): 40 steps of 4 chips leave the
+# tiny world's model without a single detection.
+ROUND = {"steps": 150, "batch_size": 8}
+FAST = {"ops": {"model_checkpoint": {"config": ROUND}}}
+MSI = {"ops": {"model_checkpoint": {"config": {**ROUND, "bands": "vhr+msi"}}}}
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +81,14 @@ def test_model_is_registered_with_what_it_read(env, chain):
     assert Path(model["checkpoint_uri"]).exists()
     mat = trained.asset_materializations_for_node("model_checkpoint")[0]
     assert mat.metadata["model_id"].value == model["model_id"]
+    # The round's acceptance bounds were calibrated on its own data and stored with the model.
+    thresholds = params["calibration"]["thresholds"]
+    assert set(thresholds) == {"min_score", "min_area_m2", "min_vhr_pv_score", "max_water_pvi"}
+    assert all(t["method"] for t in thresholds.values())
+    assert params["calibration"]["lance_version"] == params["lance_versions"]["training_data"]
+    assert mat.metadata["calibration"].value["digest"]
+    assert Path(mat.metadata["preview_path"].value).is_file()  # the learning curve
+    assert params["encoder_init"].startswith("random")  # offline: no imagenet weights here
 
 
 def test_training_round_reproduces_from_the_recorded_ids(env, chain, tmp_path):
@@ -113,6 +128,14 @@ def test_predictions_and_backfill_are_stored_once(env, chain):
     assert n_pred == pred.metadata["detections"].value
     assert n_pred > 0  # else the re-run below compares empty tables and proves nothing
     assert n_log == n_pred  # every detection's decision is logged
+    with lake_connection(_lake(env)) as con:
+        model = latest_model(con, registry_name(LATE))
+        logged = [json.loads(m) for (m,) in con.execute("SELECT metrics FROM backfill_log")]
+    # every decision records the calibrated bounds it was made with, so the round replays
+    calibrated = model["params"]["calibration"]["thresholds"]
+    for m in logged:
+        assert m["thresholds"]["min_score"] == calibrated["min_score"]["value"]
+        assert m["thresholds"]["calibration"]
     again = materialize(
         ALL,
         selection=[predictions, validated_backfill],
@@ -132,3 +155,66 @@ def test_predictions_and_backfill_are_stored_once(env, chain):
         )
     bf = again.asset_materializations_for_node("validated_backfill")[0]
     assert bf.metadata["labels_inserted"].value == 0
+
+
+# Last in the module on purpose: the round below registers a second model for LATE, which then is
+# the latest one that `predictions` and `validated_backfill` pick for the date.
+@pytest.fixture(scope="module")
+def msi_round(env, chain):
+    """The same date retrained with `bands: vhr+msi` (a new model id), then predicted and
+    backfilled: the Sentinel-2 channels come from the world's S2 scene of the window."""
+    r, inst = env["resources"], env["instance"]
+    trained = materialize(
+        ALL,
+        selection=[model_checkpoint],
+        partition_key=LATE,
+        instance=inst,
+        resources=r,
+        run_config=MSI,
+    )
+    loop = materialize(
+        ALL,
+        selection=[predictions, validated_backfill],
+        partition_key=KEY,
+        instance=inst,
+        resources=r,
+    )
+    return trained, loop
+
+
+def test_a_vhr_msi_round_predicts_and_backfills(env, msi_round):
+    trained, loop = msi_round
+    assert trained.success and loop.success
+    with lake_connection(_lake(env)) as con:
+        model = latest_model(con, registry_name(LATE))
+        model_id = model["model_id"]
+        metrics = [
+            json.loads(m)
+            for (m,) in con.execute(
+                "SELECT metrics FROM predictions WHERE model_id = ? AND s2_cell = ?",
+                [model_id, TINY_CELL],
+            ).fetchall()
+        ]
+        n_log = con.execute(
+            "SELECT count(*) FROM backfill_log WHERE model_id = ?", [model_id]
+        ).fetchone()[0]
+    assert model["params"]["config"]["bands"] == "vhr+msi"
+    assert (
+        trained.asset_materializations_for_node("model_checkpoint")[0].metadata["model_id"].value
+        == model_id
+    )
+    pred = loop.asset_materializations_for_node("predictions")[0].metadata
+    assert pred["model_id"].value == model_id
+    assert pred["bands"].value == "vhr+msi"
+    assert pred["channels"].value == 4 + len(MSI_CHANNELS)
+    assert pred["msi_scene"].value != "none"
+    with rasterio.open(pred["probability_cog"].value) as cog:
+        assert cog.tags()["bands"] == "vhr+msi"
+        assert cog.tags()["channels"].split(",")[4:] == [f"msi_{c}" for c in MSI_CHANNELS]
+    assert len(metrics) == pred["detections"].value > 0
+    for m in metrics:  # what validated_backfill reads, as for a VHR model
+        assert m["bands"] == "vhr+msi"
+        assert {"msi_pvi", "vhr_pv_score", "max_score", "n_parts", "cog_uri"} <= set(m)
+    assert n_log == len(metrics)  # every detection of this model got a backfill decision
+    bf = loop.asset_materializations_for_node("validated_backfill")[0].metadata
+    assert bf["model_id"].value == model_id

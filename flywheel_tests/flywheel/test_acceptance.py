@@ -108,9 +108,12 @@ def test_first_failed_rule_is_named():
 
 def test_vhr_spectral_rule_rejects_grey_roofs():
     geom = square(0, 0, 10)
-    grey = decide(Detection(geom, 0.9, vhr_pv_score=9.3), [], None)
+    calibrated = AcceptanceRules(min_vhr_pv_score=15.0)  # a round's calibrated bound
+    grey = decide(Detection(geom, 0.9, vhr_pv_score=9.3), [], None, calibrated)
     assert not grey.accepted and grey.rule == "vhr_spectra" and "9.3 DN" in grey.reason
-    assert decide(Detection(geom, 0.9, vhr_pv_score=24.0), [], None).accepted
-    assert decide(Detection(geom, 0.9), [], None).accepted  # no VHR score: rule not applied
-    off = AcceptanceRules(min_vhr_pv_score=None)
-    assert decide(Detection(geom, 0.9, vhr_pv_score=1.0), [], None, off).accepted
+    assert decide(Detection(geom, 0.9, vhr_pv_score=24.0), [], None, calibrated).accepted
+    # no VHR score: rule not applied
+    assert decide(Detection(geom, 0.9), [], None, calibrated).accepted
+    # off by default: the bound depends on the imagery, so only a calibration sets it
+    assert AcceptanceRules().min_vhr_pv_score is None
+    assert decide(Detection(geom, 0.9, vhr_pv_score=1.0), [], None).accepted

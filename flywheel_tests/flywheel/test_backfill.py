@@ -199,3 +199,63 @@ def test_invalid_detection_is_repaired_before_it_becomes_a_label(lake):
         (wkb,) = con.execute("SELECT geometry FROM labels").fetchone()
         stored = shapely.from_wkb(wkb)
         assert stored.is_valid and stored.geom_type == "MultiPolygon"
+
+
+def test_accepted_detections_are_confirmed_by_the_mask_factory(lake, tmp_path):
+    tight = box_m(31, 1, 49, 9)  # what the mask factory made of p-good1
+
+    def refine(accepted):
+        out = []
+        for det in accepted:
+            if det.prediction_id == "p-good1":
+                out.append(backfill_mod.Refinement(True, tight, "accepted", {"backend": "fake"}))
+            else:
+                out.append(backfill_mod.Refinement(False, None, "empty mask", {"backend": "fake"}))
+        return out
+
+    with lake_connection(lake) as con:
+        import_seeds(con, tmp_path, [SEED], [date(2023, 5, 1)])
+        result = _run(con, refine=refine)
+        assert result.accepted == 1 and result.rejected["mask_qa"] == 1
+        assert result.reasons["mask_qa: empty mask"] == 1
+        geom, props = con.execute(
+            "SELECT geometry, properties FROM labels WHERE source_kind = 'model'"
+        ).fetchone()
+        props = json.loads(props)
+        assert shapely.from_wkb(geom).equals_exact(tight, 1e-9)  # the label is the mask
+        detection = shapely.from_wkb(bytes.fromhex(props["detection_geometry"]))
+        assert detection.equals_exact(box_m(30, 0, 50, 10), 1e-9)  # the model's polygon kept
+        assert props["geometry_from"] == "mask" and props["mask"] == {"backend": "fake"}
+        logged = con.execute(
+            "SELECT reason FROM backfill_log WHERE decision = 'rejected' AND reason LIKE 'mask%'"
+        ).fetchall()
+        assert logged == [("mask_qa: empty mask",)]
+
+
+def test_the_calibration_sets_the_bounds_and_every_decision_records_them(lake, tmp_path):
+    from flywheel_core.flywheel.calibration import Calibration, Threshold
+
+    calibration = Calibration(
+        as_of=DAY.isoformat(),
+        lance_version=3,
+        thresholds={
+            "min_score": Threshold(0.9, "F0.5-optimal on validation chips", 0.6),
+            "min_vhr_pv_score": Threshold(None, "rule off", None),
+            "max_water_pvi": Threshold(-0.97, "halfway", -0.95),
+        },
+    )
+    with lake_connection(lake) as con:
+        import_seeds(con, tmp_path, [SEED], [date(2023, 5, 1)])
+        result = _run(con, rules=None, calibration=calibration)
+        # p-good2 (0.8), p-twin (0.85) and p-low fall under the calibrated 0.9 (the default 0.6
+        # keeps the first two)
+        assert result.accepted == 1 and result.rejected["score"] == 3
+        metrics = [
+            json.loads(m) for (m,) in con.execute("SELECT metrics FROM backfill_log").fetchall()
+        ]
+        assert {m["thresholds"]["calibration"] for m in metrics} == {calibration.digest}
+        assert {m["thresholds"]["min_score"] for m in metrics} == {0.9}
+        (props,) = con.execute(
+            "SELECT properties FROM labels WHERE source_kind = 'model'"
+        ).fetchone()
+        assert json.loads(props)["calibration"] == calibration.digest

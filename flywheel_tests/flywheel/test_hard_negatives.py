@@ -23,6 +23,7 @@ from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.lake.models import register_model, registry_name
 from flywheel_core.lake.predictions import prediction_row, replace_predictions
 from flywheel_resources.ducklake import DuckLakeResource
+from flywheel_resources.gpu import GPUResource
 from flywheel_resources.lancedb_io import LanceDBResource
 from flywheel_tests.embed.embedding_rows import CHIP_M, chip_uid, grid_rows, write
 from flywheel_tests.flywheel.conftest import H3_RES, S2_LEVEL, import_seeds
@@ -79,7 +80,9 @@ DETECTIONS = {
     "p-low": (_centre_square(1, 1), 0.3),  # rejected: score -> mined
     "p-dup": (_centre_square(0, 0, 20.0, dx=0.5), 0.9),  # rejected: already_labeled -> skipped
     "p-true": (_centre_square(2, 0, 10.0), 0.95),  # accepted, a true installation
-    "p-fp": (_centre_square(2, 2), 0.9),  # accepted, but no installation there
+    # rejected: score; the hidden truth has no installation here either, but mining never reads
+    # the truth (it feeds training), so a false positive the rules accept is never mined
+    "p-fp": (_centre_square(2, 2), 0.5),
     "p-far": (square(900.0, -900.0, 8.0), 0.2),  # rejected, but in no chip
 }
 TRUTH = [DETECTIONS["p-true"][0]]
@@ -114,7 +117,7 @@ def _backfill(con):
 
 
 def _mine(db, con, decided, **kw):
-    args = {"cell": CELL, "date": JUNE, "round": 1, "model_id": "unet-r1", "truth": TRUTH, "k": K}
+    args = {"cell": CELL, "date": JUNE, "round": 1, "model_id": "unet-r1", "k": K}
     args.update(kw)
     return hard_negatives(db, con, decided, **args)
 
@@ -129,16 +132,16 @@ def _rows(con):
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def test_rejected_and_false_positive_detections_record_unlabeled_neighbours(lake, tmp_path):
+def test_rejected_detections_record_unlabeled_neighbours(lake, tmp_path):
     db = lancedb.connect(str(tmp_path / "lancedb"))
     _embed(db)
     with lake_connection(lake) as con:
         import_seeds(con, tmp_path, [SEED], [date(2023, 1, 1)])
         result = _backfill(con)
-        assert result.rejected == {"already_labeled": 1, "score": 2}
+        assert result.rejected == {"already_labeled": 1, "score": 3}
         mined = _mine(db, con, result.decided)
         assert mined.queries == 3 and mined.no_query_chip == 1  # p-far is in no chip
-        assert mined.reasons == {"rejected: score": 2, "false_positive": 1}
+        assert mined.reasons == {"rejected: score": 3}
         assert mined.candidates == mined.inserted == 2 * K and mined.trained is False
         rows = _rows(con)
     low = [r for r in rows if r["prediction_id"] == "p-low"]
@@ -152,7 +155,7 @@ def test_rejected_and_false_positive_detections_record_unlabeled_neighbours(lake
     assert {r["query_uid"] for r in low} == {chip_uid(CELL, JUNE.isoformat(), 1, 1)}
     assert {r["reason"] for r in low} == {"rejected: score"}
     fp = [r for r in rows if r["prediction_id"] == "p-fp"]
-    assert {r["reason"] for r in fp} == {"false_positive"}
+    assert {r["reason"] for r in fp} == {"rejected: score"}
     assert fp[0]["neighbour_uid"] == chip_uid(CELL, JUNE.isoformat(), 3, 3)
     for r in rows:  # never the labeled chip, never after the partition date, never the query
         assert "r00000c00000" not in r["neighbour_uid"]
@@ -216,8 +219,8 @@ def test_no_embeddings_records_nothing_and_does_not_fail(lake, tmp_path):
         assert missing_table.no_embeddings and missing_table.candidates == 0
         _embed(db, days=(MAY,))  # other partitions have vectors, this one does not
         missing_partition = _mine(db, con, _backfill(con).decided)
-        # No seed label here, so p-dup is accepted, and it is no installation either.
-        assert missing_partition.no_embeddings and missing_partition.queries == 4
+        # No seed label here, so p-dup is accepted: the three score rejections are the queries.
+        assert missing_partition.no_embeddings and missing_partition.queries == 3
         assert con.execute("SELECT count(*) FROM hard_negatives").fetchone()[0] == 0
 
 
@@ -270,6 +273,7 @@ def test_validated_backfill_records_candidates_once(lake, tmp_path):
         "ducklake": DuckLakeResource(catalog=lake.catalog, data_path=lake.data_path),
         "imagery": ImageryResource(catalog_path=str(world / "catalog.json")),
         "lancedb": LanceDBResource(uri=str(tmp_path / "lancedb")),
+        "gpu": GPUResource(),
     }
 
     def run(day: date):
@@ -279,14 +283,17 @@ def test_validated_backfill_records_candidates_once(lake, tmp_path):
             partition_key=key,
             instance=instance,
             resources=resources,
-            run_config={"ops": {"validated_backfill": {"config": {"hard_negative_k": K}}}},
+            run_config={
+                "ops": {"validated_backfill": {"config": {"hard_negative_k": K, "refine": False}}}
+            },
         )
         assert out.success
         return out.asset_materializations_for_node("validated_backfill")[0].metadata
 
     meta = run(JUNE)
     assert meta["hard_negative_candidates"].value == 2 * K
-    assert meta["hard_negatives"].value["reasons"] == {"rejected: score": 2, "false_positive": 1}
+    # truth.parquet sits beside the catalog, but mining never reads it: rule rejections only
+    assert meta["hard_negatives"].value["reasons"] == {"rejected: score": 3}
     with lake_connection(lake) as con:
         n = con.execute("SELECT count(*) FROM hard_negatives").fetchone()[0]
     assert n == 2 * K

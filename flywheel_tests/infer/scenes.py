@@ -50,3 +50,53 @@ def write_scene(
                 block = rng.integers(0, 256, size=(count, n, width), dtype=np.uint8)
                 dst.write(block, window=Window(0, r0, width, n))
     return path
+
+
+def write_s2_scene(
+    folder: Path,
+    *,
+    origin: tuple[float, float] = (ORIGIN[0] - 50.0, ORIGIN[1] + 50.0),
+    size_m: float = 400.0,
+    offset: float = -1000.0,
+    seed: int = 0,
+    coarse: tuple[str, ...] = ("B05", "B06", "B07", "B8A", "B11", "B12"),
+    nodata_px: dict[str, tuple[int, int]] | None = None,
+    crs: str = CRS,
+) -> dict[str, str]:
+    """Sentinel-2 L2A-like band files (uint16 DNs, BOA_ADD_OFFSET / quantification tags, nodata 0)
+    and an SCL, on 10 m grids (20 m for `coarse` bands and SCL) from `origin` (top-left, in
+    `crs`); `nodata_px` puts a 0 DN at (row, col) of the named bands. Band name -> path."""
+    from flywheel_core.imagery.l2a import BANDS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    assets: dict[str, str] = {}
+    for name in (*BANDS, "SCL"):
+        res = 20.0 if name in coarse or name == "SCL" else 10.0
+        n = int(size_m / res)
+        if name == "SCL":
+            data = np.full((1, n, n), 4, np.uint8)
+            tags: dict[str, str] = {}
+        else:
+            data = rng.integers(1200, 5000, size=(1, n, n)).astype(np.uint16)
+            for band, (r, c) in (nodata_px or {}).items():
+                if band == name:
+                    data[0, r, c] = 0
+            tags = {"BOA_ADD_OFFSET": str(int(offset)), "BOA_QUANTIFICATION_VALUE": "10000"}
+        path = folder / f"{name}.tif"
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            count=1,
+            height=n,
+            width=n,
+            dtype=data.dtype,
+            crs=crs,
+            transform=Affine(res, 0, origin[0], 0, -res, origin[1]),
+            nodata=0,
+        ) as dst:
+            dst.write(data)
+            dst.update_tags(**tags)
+        assets[name] = str(path)
+    return assets

@@ -82,3 +82,34 @@ def test_qa_reasons(chip):
     assert not far.accepted and "from the label's point" in far.reason
     near = assess(_region((20, 20, 60, 60)), region, pt, RawMask(region), GSD, rules)
     assert near.accepted
+
+
+def _thin_film_on(roof: tuple[int, int, int, int]) -> np.ndarray:
+    """Thin-film modules (dark, flat, neutral: no blue excess, no NIR drop) on a roof."""
+    rng = np.random.default_rng(3)
+    img = np.empty((256, 256, 4), np.float32)
+    img[:] = (60, 110, 50, 180)
+    img[60:200, 40:220] = roof
+    x0, y0, x1, y1 = PANEL
+    img[y0:y1, x0:x1] = (52, 54, 53, 50)
+    img += rng.normal(0, 2.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_contrast_score_finds_thin_film_that_the_spectral_floor_misses(chip):
+    shifted = box(PANEL[0] + 5, PANEL[1] - 4, PANEL[2] + 5, PANEL[3] - 4)
+    prompts = chip_prompts([label_row("a", shifted, chip)], chip, PromptSettings())
+    image = _thin_film_on((150, 80, 70, 120))  # on red tiles
+    (raw,) = ClassicalBackend(gsd_m=GSD, score="contrast").segment(image, prompts)
+    refined, _ = refine(raw.mask, GSD, RefineSettings())
+    assert iou(refined, _truth()) > 0.9 and raw.extra["separation"] > 2
+    (old,) = ClassicalBackend(gsd_m=GSD).segment(image, prompts)
+    assert iou(old.mask, _truth()) < 0.2  # (B - R) + ½(B - NIR) ≈ 0 DN, under its 10 DN floor
+
+
+def test_a_prompt_over_nothing_distinct_gives_an_empty_mask(chip):
+    flat = np.full((256, 256, 4), 90, np.uint8)
+    flat += np.random.default_rng(1).integers(0, 3, flat.shape, dtype=np.uint8)
+    prompts = chip_prompts([label_row("a", box(*PANEL), chip)], chip, PromptSettings())
+    (raw,) = ClassicalBackend(gsd_m=GSD, score="contrast").segment(flat, prompts)
+    assert not raw.mask.any() and raw.extra["separation"] < 1.0

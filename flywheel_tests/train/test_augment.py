@@ -66,3 +66,61 @@ def test_random_crop_cuts_the_same_window():
         corners.add((v // 8, v % 8))
     assert len(corners) > 10 and all(0 <= r <= 4 and 0 <= c <= 4 for r, c in corners)
     assert D4Augment(crop_size=16)(s)["image"].shape == (3, 8, 8)  # larger than the chip: no-op
+
+
+def _corner_chip(size: int = 64):
+    """A chip whose only panel pixels sit in one corner: a uniform crop rarely holds them."""
+    img = torch.rand(4, size, size, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, size, size)
+    mask[0, :2, :2] = 1
+    return {"image": img, "mask": mask, "uid": "corner"}
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.8, 1.0])
+def test_positive_aware_crops_hold_panels_at_the_set_rate(p):
+    aug = D4Augment(generator=torch.Generator().manual_seed(3), crop_size=16, positive_crop_prob=p)
+    s = _corner_chip()
+    n = 2000
+    hits = sum(bool(aug(s)["mask"].any()) for _ in range(n))
+    # uniform 16² windows of a 64² chip hold the 2×2 corner with chance 4/49² (≈0.2 %)
+    assert abs(hits / n - p) < 0.04, (p, hits / n)
+
+
+def test_positive_crops_cover_every_window_holding_the_pixel():
+    aug = D4Augment(
+        generator=torch.Generator().manual_seed(4), crop_size=8, d4=False, positive_crop_prob=1.0
+    )
+    img = torch.arange(32 * 32, dtype=torch.float32).reshape(1, 32, 32)
+    mask = torch.zeros(1, 32, 32)
+    mask[0, 20, 10] = 1
+    corners = set()
+    for _ in range(1000):
+        out = aug({"image": img, "mask": mask})
+        assert out["mask"].sum() == 1 and torch.equal(
+            out["image"][0] == 20 * 32 + 10, out["mask"][0] > 0
+        )
+        v = int(out["image"][0, 0, 0])
+        corners.add((v // 32, v % 32))
+    # the pixel (20, 10) is in windows with top 13..20 and left 3..10: all 64 reached
+    assert corners == {(t, left) for t in range(13, 21) for left in range(3, 11)}
+
+
+def test_a_chip_without_panels_gets_a_uniform_crop():
+    aug = D4Augment(generator=torch.Generator().manual_seed(5), crop_size=4, positive_crop_prob=1.0)
+    s = _sample()
+    s["mask"] = torch.zeros_like(s["mask"])
+    assert all(aug(s)["image"].shape == (3, 4, 4) for _ in range(20))
+
+
+def test_the_per_sample_generator_decides_and_compose_shares_it():
+    from flywheel_core.train.augment import Compose
+    from flywheel_core.train.photometric import PhotometricAugment
+
+    s = _corner_chip()
+    pipe = Compose([D4Augment(crop_size=16, positive_crop_prob=0.5), PhotometricAugment()])
+    a = pipe(s, torch.Generator().manual_seed(11))
+    torch.manual_seed(0)  # the global RNG plays no part when a generator is passed
+    b = pipe(s, torch.Generator().manual_seed(11))
+    c = pipe(s, torch.Generator().manual_seed(12))
+    assert torch.equal(a["image"], b["image"]) and a["d4"] == b["d4"]
+    assert not torch.equal(a["image"], c["image"])

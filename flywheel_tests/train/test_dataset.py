@@ -142,3 +142,26 @@ def test_pinned_version_survives_appends(tmp_path):
     now = LanceChipDataset(table.uri, split="train")
     assert not any(u.startswith("c1|2024-05-01") for u in now.uids)
     assert {s["uid"] for s in now.__getitems__(list(range(len(now))))} == set(now.uids)
+
+
+def test_positive_flags_and_seeded_items(pv_table):
+    ds = LanceChipDataset(pv_table.uri, split="train")
+    by_uid = {r["uid"]: r for r in pv_table.rows}
+    want = [bool(np.frombuffer(by_uid[u]["generated_mask"], np.uint8).any()) for u in ds.uids]
+    assert ds.positive().tolist() == want and ds.vhr_channels == 4
+    assert LanceChipDataset(pv_table.uri, split="train", bands="vhr+msi").vhr_channels == 4
+
+    calls = []
+
+    def transform(sample, generator=None):
+        calls.append(generator)
+        noise = torch.rand(1, generator=generator)
+        return {**sample, "noise": float(noise)}
+
+    ds.transform = transform
+    a = ds.__getitems__([(0, 11), (1, 12), 2])
+    b = ds.__getitems__([(0, 11), (1, 12)])
+    assert [s["uid"] for s in a] == ds.uids[:3]
+    assert a[0]["noise"] == b[0]["noise"] and a[1]["noise"] == b[1]["noise"]
+    assert a[0]["noise"] != a[1]["noise"]
+    assert isinstance(calls[0], torch.Generator) and calls[2] is None  # plain index: no seed

@@ -49,9 +49,9 @@ def test_checkpoint_round_trip(tmp_path):
     assert back.channels == list("rgbn") and back.hparams.encoder_depth == 2
 
 
-def test_encoder_weights_are_local_only(tmp_path):
-    with pytest.raises(FileNotFoundError, match="local"):
-        PVSegmentationModule(encoder_weights="imagenet")
+def test_encoder_weights_from_a_local_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="local state-dict file"):
+        PVSegmentationModule(encoder_weights=str(tmp_path / "missing.pt"))
     torch.manual_seed(1)
     donor = build_network("Unet", "resnet18", 2, (16, 8), 3)
     path = tmp_path / "enc.pt"
@@ -63,6 +63,27 @@ def test_encoder_weights_are_local_only(tmp_path):
         decoder_channels=(16, 8),
         encoder_weights=str(path),
     )
+    assert m.encoder_init == f"{path} (local file)"
     assert torch.equal(m.model.encoder.layer1[0].conv1.weight, donor.encoder.layer1[0].conv1.weight)
-    # the 3-band first conv does not fit a 4-band input and is left as initialised
-    assert m.model.encoder.conv1.weight.shape[1] == 4
+    # the 3-band first conv is adapted to 4 bands: RGB kept, NIR = their mean, scaled by 3/4
+    rgb = donor.encoder.conv1.weight
+    first = m.model.encoder.conv1.weight
+    assert first.shape[1] == 4
+    torch.testing.assert_close(first[:, :3], rgb * 0.75)
+    torch.testing.assert_close(first[:, 3], rgb.mean(dim=1) * 0.75)
+
+
+def test_a_restored_model_does_not_look_its_weights_up_again(tmp_path):
+    import lightning as L
+
+    path = tmp_path / "enc.pt"
+    torch.save(build_network("Unet", "resnet18", 2, (16, 8), 3).encoder.state_dict(), path)
+    m = PVSegmentationModule(encoder_depth=2, decoder_channels=(16, 8), encoder_weights=str(path))
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(m)
+    trainer.save_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    path.unlink()  # gone: loading must not need it
+    back = PVSegmentationModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
+    assert back.encoder_init == "restored from checkpoint"
+    assert back.hparams.encoder_weights == str(path)  # still recorded
+    assert torch.equal(back.model.encoder.conv1.weight, m.model.encoder.conv1.weight)

@@ -12,13 +12,22 @@ from flywheel_core.train.splits import block_of, split_of
 H = W = 32
 
 
-def _chip(i: int, lon: float, lat: float, pv_like: bool = False) -> dict:
-    img = np.zeros((4, H, W), np.uint8)
-    img[:] = np.array([60, 110, 50, 180], np.uint8)[:, None, None]
+PANEL = np.array([57, 70, 82, 45], np.float32)
+
+
+def _chip(
+    i: int, lon: float, lat: float, pv_like: bool = False, panel=PANEL, day="2024-06-01"
+) -> dict:
+    rng = np.random.default_rng(i)
+    img = np.zeros((4, H, W), np.float32)
+    img[:] = np.array([60, 110, 50, 180], np.float32)[:, None, None]
     if pv_like:
-        img[:, 4:20, 4:20] = np.array([57, 70, 82, 45], np.uint8)[:, None, None]
+        img[:, 4:20, 4:20] = np.asarray(panel, np.float32)[:, None, None]
+    if i == 0:  # the labelled chip: panels under its masks
+        img[:, 2:6, 2:6] = np.asarray(panel, np.float32)[:, None, None]
+    img = np.clip(img + rng.normal(0, 2.0, img.shape), 0, 255).astype(np.uint8)
     return {
-        "chip_id": f"c|2024-06-01|{i}",
+        "chip_id": f"c|{day}|r{i:05d}c00000",
         "cell": "c",
         "date": "2024-06-01",
         "image": img.tobytes(),
@@ -132,3 +141,54 @@ def test_no_block_in_two_splits_and_fractions_hold():
 def test_bad_fractions_fail():
     with pytest.raises(ValueError, match="sum to 1"):
         split_of("abc", (0.5, 0.2, 0.2))
+
+
+def _candidate(neighbour_uid: str, distance: float, cid: str) -> dict:
+    return {
+        "candidate_id": cid,
+        "reason": "rejected: vhr_spectra",
+        "round": 1,
+        "neighbour_uid": neighbour_uid,
+        "distance": distance,
+    }
+
+
+def test_hard_negatives_are_candidate_places_without_labels_with_provenance():
+    chips = [_chip(i, 11.58 + i * 1e-3, 48.14, pv_like=i in (2, 3)) for i in range(6)]
+    msi = [_msi(c["chip_id"]) for c in chips]
+    masks = [_mask(chips[0]["chip_id"], "a", True), _mask(chips[0]["chip_id"], "b", True)]
+    # Recorded by round 1 on May's chips; this partition is June: same places, other date.
+    candidates = [
+        _candidate("c|2024-05-01|r00002c00000", 0.10, "k1"),
+        _candidate("c|2024-05-01|r00003c00000", 0.05, "k2"),
+        _candidate("c|2024-05-01|r00003c00000", 0.20, "k3"),
+        _candidate("c|2024-05-01|r00000c00000", 0.01, "k4"),  # the labelled chip: never negative
+    ]
+    rows, counts = build_samples(
+        chips, msi, masks, SampleSettings(hard_negative_ratio=1.0), 16, hard_candidates=candidates
+    )
+    hard = [r for r in rows if r["metadata"]["negative_source"] == "hard"]
+    assert counts["hard_negatives"] == 1 and len(hard) == 1  # one per positive
+    (h,) = hard
+    assert h["uid"] == chips[3]["chip_id"]  # nearest candidate first
+    assert h["metadata"]["hard_negative"]["candidate_ids"] == ["k2", "k3"]
+    assert h["metadata"]["hard_negative"]["rounds"] == [1]
+    assert h["metadata"]["hard_negative"]["min_distance"] == pytest.approx(0.05)
+    assert not np.frombuffer(h["generated_mask"], np.uint8).any()
+    clean = [r for r in rows if r["metadata"]["negative_source"] == "clean"]
+    assert clean and all(r["metadata"]["hard_negative"] is None for r in clean)
+    assert chips[2]["chip_id"] not in {r["uid"] for r in clean}  # a candidate place, PV-like
+
+
+def test_pv_like_follows_the_labelled_panels_whatever_their_colour():
+    thin = np.array([52, 54, 53, 50], np.float32)  # thin film: no blue excess, no NIR drop
+    chips = [_chip(i, 11.58 + i * 1e-3, 48.14, pv_like=i == 2, panel=thin) for i in range(5)]
+    msi = [_msi(c["chip_id"]) for c in chips]
+    masks = [_mask(chips[0]["chip_id"], "a", True), _mask(chips[0]["chip_id"], "b", True)]
+    rows, counts = build_samples(chips, msi, masks, SampleSettings(), 16)
+    assert counts["pv_like"].startswith("mahalanobis")
+    assert counts["pv_like_unlabeled"] == 1  # the unlabelled thin-film chip is no negative
+    assert chips[2]["chip_id"] not in {r["uid"] for r in rows}
+    # Without the calibration (no accepted mask), the default DN score would take it.
+    _, default = build_samples(chips, msi, [], SampleSettings(), 16)
+    assert default["pv_like"].startswith("default") and default["pv_like_unlabeled"] == 0

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import lance
 import pytest
 import torch
+from torchmetrics.classification import BinaryJaccardIndex
 
+from flywheel_core.train.dataset import LanceChipDataset
 from flywheel_core.train.synthetic import synthetic_rows, write_training_table
-from flywheel_core.train.trainer import TrainConfig, load_model, train_model
-from flywheel_tests.train.conftest import build_table
+from flywheel_core.train.trainer import BestWeights, TrainConfig, load_model, train_model
+from flywheel_tests.train.conftest import build_table, few_label_rows
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +29,15 @@ def test_tiny_run_learns_and_checkpoints(pv_table, tmp_path):
         for k in ("iou", "f1", "loss"):
             assert isinstance(m[f"{split}/{k}"], float), (split, k)
     assert result.lance_version == pv_table.version
-    assert result.config["epochs"] == cfg.epochs and result.seconds > 0
+    assert result.config["steps"] == cfg.steps and result.seconds > 0
+    assert m["steps_run"] == cfg.steps and m["stopped_step"] is None
     assert result.channels == ["red", "green", "blue", "nir"]
+    assert result.encoder_init == "random"
+    # the val curve: one point per val_every steps, the kept weights the best of them
+    assert [h["step"] for h in result.history] == [10, 20, 30, 40]
+    best = max(result.history, key=lambda h: h["iou"])
+    assert m["best_step"] == best["step"] and m["val/iou"] == pytest.approx(best["iou"], abs=1e-6)
+    assert result.weights.startswith("best val IoU")
     # the checkpoint restores the same model
     model = load_model(result.checkpoint_path)
     assert not model.training and model.device.type == "cpu"
@@ -45,13 +56,16 @@ def test_tiny_run_learns_and_checkpoints(pv_table, tmp_path):
 def test_empty_val_and_test_are_skipped(tmp_path):
     db = str(tmp_path / "lancedb")
     write_training_table(db, synthetic_rows(8, splits=("train",), seed=5))
-    cfg = TrainConfig.tiny(epochs=1, max_train_batches=1)
+    cfg = TrainConfig.tiny(steps=7, val_every=3, patience=1)
     result = train_model(db, "training_data", tmp_path / "out", cfg, "train-only")
     m = result.metrics
     assert m["train/samples"] == 8 and isinstance(m["train/iou"], float)
     assert m["val/samples"] == 0 and m["test/samples"] == 0
     assert all(m[f"{s}/{k}"] is None for s in ("val", "test") for k in ("iou", "f1", "loss"))
     assert result.checkpoint_path.is_file()
+    # no val: all steps, the final weights, and the result says so
+    assert m["steps_run"] == 7 and m["best_step"] is None and m["stopped_step"] is None
+    assert result.history == [] and "no val split" in result.weights
 
 
 def test_no_training_rows_is_a_clear_error(pv_table, tmp_path):
@@ -65,7 +79,7 @@ def test_no_training_rows_is_a_clear_error(pv_table, tmp_path):
 @pytest.mark.slow
 def test_a_round_is_reproducible_from_its_recorded_version(tmp_path):
     table = build_table(tmp_path / "data")
-    cfg = TrainConfig.tiny(epochs=2)
+    cfg = TrainConfig.tiny(steps=12)
     first = train_model(table.lancedb_uri, table.table, tmp_path / "a", cfg, "a")
     # the table grows after the round...
     write_training_table(
@@ -91,8 +105,102 @@ def test_a_round_is_reproducible_from_its_recorded_version(tmp_path):
         table.lancedb_uri,
         table.table,
         tmp_path / "c",
-        cfg.__class__.tiny(epochs=1, max_train_batches=1),
+        cfg.__class__.tiny(steps=1),
         "c",
     )
     assert latest.lance_version > first.lance_version
     assert latest.metrics["train/samples"] > first.metrics["train/samples"]
+
+
+def test_same_version_and_config_give_identical_weights(pv_table, tmp_path):
+    cfg = TrainConfig.tiny(steps=12, val_every=4, crop_size=32, positive_fraction=0.7)
+    a = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path / "a", cfg, "a")
+    b = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path / "b", cfg, "b")
+    assert a.metrics == b.metrics and a.history == b.history
+    sa = load_model(a.checkpoint_path).state_dict()
+    sb = load_model(b.checkpoint_path).state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # and the seed matters
+    other = replace(cfg, seed=1)
+    c = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path / "c", other, "c")
+    assert c.metrics["train/loss"] != a.metrics["train/loss"]
+
+
+class _FakeTrainer:
+    def __init__(self):
+        self.global_step, self.should_stop, self.sanity_checking = 0, False, False
+        self.callback_metrics = {}
+
+
+def test_best_weights_keep_the_best_iou_break_ties_on_loss_and_stop_on_patience():
+    net = torch.nn.Linear(1, 1, bias=False)
+    best = BestWeights(steps=100, patience=2)
+    trainer = _FakeTrainer()
+    curve = [
+        (10, 0.0, 0.9),
+        (20, 0.0, 0.7),
+        (30, 0.5, 0.6),
+        (40, 0.5 + 1e-6, 0.5),
+        (50, 0.4, 0.4),
+        (60, 0.45, 0.3),
+    ]
+    for step, iou, loss in curve:
+        trainer.global_step = step
+        trainer.callback_metrics = {
+            "val/iou": torch.tensor(iou),
+            "val/loss": torch.tensor(loss),
+            "val/f1": torch.tensor(iou),
+        }
+        net.weight.data.fill_(step)  # the weights "at" this step
+        best.on_validation_end(trainer, net)
+        assert trainer.should_stop == (step == 60), step
+    # 20 beats 10 on loss at equal IoU; 40 beats 30 on loss within the IoU tolerance
+    # 50 and 60 are worse (IoU), patience 2: stop at 60
+    assert best.best_step == 40 and best.stopped_step == 60
+    assert [h["step"] for h in best.history] == [10, 20, 30, 40, 50, 60]
+    assert best.restore(net) and float(net.weight.detach()) == 40.0
+    assert not BestWeights(steps=10, patience=1).restore(net)
+
+
+def test_val_based_stop_restores_the_best_weights(pv_table, tmp_path):
+    # a high learning rate and a small patience: val IoU soon stops improving
+    cfg = TrainConfig.tiny(steps=400, val_every=4, patience=2, lr=5e-2)
+    result = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path, cfg, "stop")
+    m = result.metrics
+    assert m["stopped_step"] is not None and m["steps_run"] == m["stopped_step"] < cfg.steps
+    assert m["best_step"] < m["stopped_step"]
+    steps = [h["step"] for h in result.history]
+    assert steps == list(range(4, m["stopped_step"] + 1, 4))
+    best = next(h for h in result.history if h["step"] == m["best_step"])
+    last = result.history[-1]
+    assert best["iou"] == max(h["iou"] for h in result.history) and last["iou"] < best["iou"]
+    # the scores and the saved checkpoint are the best step's, not the last one's
+    assert m["val/iou"] == pytest.approx(best["iou"], abs=1e-6)
+    assert m["val/loss"] == pytest.approx(best["loss"], abs=1e-5)
+    model = load_model(result.checkpoint_path)
+    val = LanceChipDataset(pv_table.uri, split="val").load_all()
+    x = torch.stack([s["image"] for s in val])
+    y = torch.stack([s["mask"] for s in val]).int()
+    iou = BinaryJaccardIndex()(model.predict_proba(x), y)
+    assert float(iou) == pytest.approx(best["iou"], abs=1e-5)
+    assert "stopped early" in result.weights
+
+
+def _few_label_table(root):
+    """8 train chips of 256² (6 with panels, 2 without), 3 val, 3 test: a seed-only round."""
+    db = str(root / "lancedb")
+    write_training_table(db, few_label_rows())
+    return db
+
+
+@pytest.mark.slow
+def test_a_round_with_few_labels_learns(tmp_path):
+    db = _few_label_table(tmp_path)
+    # the defaults (steps, batch 8, 128² crops, positive-aware sampling, photometric), with a
+    # random encoder so the result does not depend on this machine's weight caches
+    cfg = TrainConfig(encoder_weights=None, seed=1)
+    result = train_model(db, "training_data", tmp_path / "out", cfg, "few")
+    m = result.metrics
+    assert m["train/samples"] == 8 and m["steps_run"] <= cfg.steps
+    assert m["train/iou"] >= 0.5, (m, result.history)
