@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/train_loader.py
 	$(BIN)/python bench/embeddings.py
+	$(BIN)/python bench/flywheel.py --jobs 2 --compare-msi
 
 lint: install
 	$(BIN)/ruff check .

@@ -9,10 +9,15 @@ development worlds and the held-out worlds (looked at only once the rules were s
 checks the targets. It writes the table as CSV and Markdown and one PNG plot of recall and
 precision per round per world under --out.
 
-With --compare-msi the development worlds run a second time with models trained and run on
-VHR + Sentinel-2 bands (`--bands vhr+msi`), and a comparison table is written beside the others.
+With --compare-msi [NAME,...] the development worlds (or the named ones) run a second time with
+models trained and run on VHR + Sentinel-2 bands (`--bands vhr+msi`), and a comparison table is
+written beside the others. Reports of earlier runs under --out are reused (--fresh ignores them),
+so an interrupted bench resumes. With --jobs 2 each world gets the cores split between them
+(OMP_NUM_THREADS), since OpenMP threads of two processes fighting for two cores slow training
+tenfold.
 
-    python bench/flywheel.py [--only dev|held_out] [--worlds NAME,...] [--jobs 2] [--compare-msi]
+    python bench/flywheel.py [--only dev|held_out] [--worlds NAME,...] [--jobs 2]
+                             [--compare-msi [NAME,...]] [--fresh]
 """
 
 from __future__ import annotations
@@ -321,14 +326,21 @@ def main() -> None:
             {w.name: pool.submit(run_world, w, out, "-msi", ["--bands", "vhr+msi"], threads)
              for w in worlds if w.name in msi_names}
         )  # fmt: skip
-        results = {k: f.result() for k, f in futures.items()}
-        msi_results = {k: f.result() for k, f in msi.items()}
+        results, msi_results, failed = {}, {}, []
+        for into, jobs, variant in ((results, futures, ""), (msi_results, msi, "-msi")):
+            for name, future in jobs.items():
+                try:
+                    into[name] = future.result()
+                except RuntimeError as err:  # reported below; the other worlds still count
+                    failed.append(f"{name}{variant}")
+                    print(f"  FAILED {err}", flush=True)
+    worlds = [w for w in worlds if w.name in results]
     rows = table_rows(worlds, results)
     summaries = [s for split in ("dev", "held_out") for s in summarize(rows, split)]
     checks = {split: check_targets(rows, split) for split in ("dev", "held_out")}
     checks = {k: v for k, v in checks.items() if v}
     compare = []
-    for name, res in msi_results.items():
+    for name, res in ((n, r) for n, r in msi_results.items() if n in results):
         a, b = results[name]["rounds"][-1], res["rounds"][-1]
         compare.append(
             {"world": name, "recall_vhr": a["recall"], "recall_msi": b["recall"],
@@ -340,6 +352,8 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     text = markdown(rows, summaries, checks, compare)
+    if failed:
+        text += "\nFailed runs (see their rounds.log): " + ", ".join(failed) + "\n"
     (out / "flywheel.md").write_text(text)
     plot(rows, out / "flywheel.png")
     print(text)

@@ -18,11 +18,10 @@ from typing import Any
 import shapely
 from shapely import wkb
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import unary_union
 
 from flywheel_core.flywheel.acceptance import Detection
 from flywheel_core.flywheel.backfill import Refinement
-from flywheel_core.masks.factory import FactorySettings, iter_masks, weights_of
+from flywheel_core.masks.factory import FactorySettings, iter_masks, union, weights_of
 from flywheel_core.masks.types import MaskBackend
 
 # A detection across chips (a ground-mounted farm) is confirmed when the chips whose masks were
@@ -95,7 +94,7 @@ def refine_detections(
             for r in rows
             if r["accepted"] and r["mask_geometry"] is not None
         ]
-        footprint = shapely.make_valid(unary_union(parts)) if parts else None
+        footprint = union(parts) if parts else None
         if footprint is None or footprint.is_empty:
             out.append(Refinement(False, None, "empty mask", provenance))
             continue

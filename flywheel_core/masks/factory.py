@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import shapely
 from affine import Affine
 from rasterio.features import rasterize
 from shapely import wkb
-from shapely.geometry import box
+from shapely.geometry import MultiPolygon, box
+from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.imagery.vhr_chips import chip_image
 from flywheel_core.masks.prompts import PromptSettings, chip_prompts, to_lonlat
@@ -61,6 +63,29 @@ class FactorySettings:
     prompts: PromptSettings = field(default_factory=PromptSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     rules: AcceptanceRules = field(default_factory=AcceptanceRules)
+
+
+def polygonal(geometry: BaseGeometry) -> BaseGeometry:
+    """A valid polygon or multipolygon: a ring reprojected to lon/lat can pinch, and repairing it
+    can leave lines or points beside the polygons, which are dropped."""
+    if geometry.is_valid:
+        return geometry
+    parts = [
+        g
+        for g in shapely.get_parts(shapely.make_valid(geometry))
+        if g.geom_type in ("Polygon", "MultiPolygon")
+    ]
+    return shapely.union_all(parts) if parts else MultiPolygon()
+
+
+def union(geometries: list[BaseGeometry]) -> BaseGeometry:
+    """The polygonal union of lon/lat pieces; on a GEOS topology error (pieces that almost
+    coincide after reprojection) the union is redone on a 1e-9° (0.1 mm) grid."""
+    pieces = [polygonal(g) for g in geometries]
+    try:
+        return polygonal(shapely.union_all(pieces))
+    except shapely.errors.GEOSException:
+        return polygonal(shapely.union_all(pieces, grid_size=1e-9))
 
 
 def pack(mask: np.ndarray) -> bytes:
@@ -120,10 +145,12 @@ def iter_masks(
                 refined, polygon = refine(raw.mask, gsd, settings.refine)
                 qa = assess(refined, region, prompt, raw, gsd, settings.rules)
                 mask_geom = (
-                    to_lonlat(polygon, chip["crs"], transform) if polygon is not None else None
+                    polygonal(to_lonlat(polygon, chip["crs"], transform))
+                    if polygon is not None
+                    else None
                 )
-                prompt_geom = to_lonlat(
-                    prompt.region.intersection(box(0, 0, w, h)), chip["crs"], transform
+                prompt_geom = polygonal(
+                    to_lonlat(prompt.region.intersection(box(0, 0, w, h)), chip["crs"], transform)
                 )
             yield {
                 "uid": f"{chip['chip_id']}|{prompt.label_id}",

@@ -31,11 +31,10 @@ import numpy as np
 import pyarrow as pa
 from shapely import wkb
 from shapely.geometry import MultiPolygon, Polygon
-from shapely.ops import unary_union
 
 from flywheel_core.imagery.vhr_chips import chip_image
 from flywheel_core.masks.backends.classical import pv_score
-from flywheel_core.masks.factory import unpack
+from flywheel_core.masks.factory import union, unpack
 from flywheel_core.store.lance_tables import pixels_field
 from flywheel_core.train.splits import block_of, split_of
 
@@ -156,7 +155,8 @@ def _row(
     for m in masks:
         merged |= unpack(m["mask"], m["height"], m["width"]).astype(np.uint8)
     prompts = [wkb.loads(m["prompt_geometry"]) for m in masks]
-    prompt_union = unary_union(prompts) if prompts else None
+    # Prompts reprojected to lon/lat can pinch (a refined model label's many parts): repair first
+    prompt_union = union(prompts) if prompts else None
     if prompt_union is not None and isinstance(prompt_union, Polygon):
         prompt_union = MultiPolygon([prompt_union])
     stack, channels = _msi_stack(msi)

@@ -130,7 +130,9 @@ def test_predictions_and_backfill_are_stored_once(env, chain):
     assert n_log == n_pred  # every detection's decision is logged
     with lake_connection(_lake(env)) as con:
         model = latest_model(con, registry_name(LATE))
-        logged = [json.loads(m) for (m,) in con.execute("SELECT metrics FROM backfill_log")]
+        logged = [
+            json.loads(m) for (m,) in con.execute("SELECT metrics FROM backfill_log").fetchall()
+        ]
     # every decision records the calibrated bounds it was made with, so the round replays
     calibrated = model["params"]["calibration"]["thresholds"]
     for m in logged:

@@ -44,3 +44,19 @@ def test_a_detection_no_chip_shows_passes_as_it_is(chip):
     far = _lonlat(chip, box(2000, 2000, 2050, 2050))
     (out,) = refine_detections([Detection(far, 0.9)], [chip], ClassicalBackend(gsd_m=GSD))
     assert out.accepted and out.geometry is None and out.reason == "no chip shows the detection"
+
+
+def test_union_repairs_pinched_pieces_and_keeps_only_polygons():
+    from shapely.geometry import Polygon
+
+    from flywheel_core.masks.factory import polygonal, union
+
+    bowtie = Polygon(
+        [(0, 0), (1, 1), (1, 0), (0, 1)]
+    )  # self-intersecting, as reprojection can make
+    assert not bowtie.is_valid
+    fixed = polygonal(bowtie)
+    assert fixed.is_valid and fixed.geom_type in ("Polygon", "MultiPolygon") and fixed.area > 0
+    joined = union([bowtie, box(0.5, 0.5, 2, 2)])
+    assert joined.is_valid and joined.geom_type in ("Polygon", "MultiPolygon")
+    assert joined.area > box(0.5, 0.5, 2, 2).area
