@@ -14,14 +14,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from flywheel_assets.masks.config import MaskFactoryConfig
+from flywheel_assets.masks.config import MaskFactoryConfig, load_mask_backend
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
 from flywheel_core.flywheel.hard_negatives import DEFAULT_K
 from flywheel_core.flywheel.partition import backfill_partition, decisions_preview
 from flywheel_core.lake.models import latest_model, registry_name
-from flywheel_core.masks.backends.registry import build_backend
 from flywheel_core.masks.types import MaskBackend
 from flywheel_core.partitions import CellDate
 from flywheel_resources.ducklake import DuckLakeResource
@@ -71,21 +70,9 @@ def validated_backfill(
     rejected detections become hard-negative candidates."""
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     day = part.date.isoformat()
-    m = config.masks
 
     def backend_for(gsd: float) -> MaskBackend:
-        return gpu.load(
-            m.backend,
-            f"{m.model}|{m.samgeo_model_type}|{gsd}",
-            lambda dev, dtype: build_backend(
-                m.backend,
-                m.model,
-                gsd_m=gsd,
-                device=str(dev),
-                model_dir=gpu.model_dir,
-                samgeo_model_type=m.samgeo_model_type,
-            ),
-        )
+        return load_mask_backend(gpu, config.masks, gsd)
 
     with ducklake.connect() as con:
         model = latest_model(con, registry_name(day))

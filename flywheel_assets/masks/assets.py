@@ -13,13 +13,12 @@ from dagster import (
     asset,
 )
 
-from flywheel_assets.masks.config import MaskFactoryConfig, TrainingDataConfig
+from flywheel_assets.masks.config import MaskFactoryConfig, TrainingDataConfig, load_mask_backend
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
 from flywheel_core.imagery.vhr_chips import rows_to_table
 from flywheel_core.lake.hard_negatives import candidates_for_cell
-from flywheel_core.masks.backends.registry import build_backend
 from flywheel_core.masks.factory import SAM_MASK_SCHEMA, FactorySettings, iter_masks, weights_of
 from flywheel_core.masks.preview import masks_sheet
 from flywheel_core.masks.prompts import PromptSettings
@@ -30,8 +29,6 @@ from flywheel_core.train.preview import samples_sheet
 from flywheel_core.train.samples import TRAINING_SCHEMA, SampleSettings, build_samples
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
-
-PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 @asset(
@@ -62,19 +59,7 @@ def sam_masks(
     labels = seed_labels.to_pylist()
     gsd = chips[0]["gsd_m"] if chips else 0.3125
     device = gpu.describe()
-    backend = gpu.load(
-        config.backend,
-        f"{config.model}|{config.samgeo_model_type}|{gsd}",
-        lambda dev, dtype: build_backend(
-            config.backend,
-            config.model,
-            gsd_m=gsd,
-            device=str(dev),
-            dtype=PRECISION[str(dtype).removeprefix("torch.")],
-            model_dir=gpu.model_dir,
-            samgeo_model_type=config.samgeo_model_type,
-        ),
-    )
+    backend = load_mask_backend(gpu, config, gsd)
     weights = weights_of(backend)
     if weights == "random":
         context.log.warning(

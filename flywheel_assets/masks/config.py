@@ -5,7 +5,11 @@ import os
 from dagster import Config
 from pydantic import Field
 
-from flywheel_core.masks.backends.registry import BACKENDS
+from flywheel_core.masks.backends.registry import BACKENDS, build_backend
+from flywheel_core.masks.types import MaskBackend
+from flywheel_resources.gpu import GPUResource
+
+PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 class MaskFactoryConfig(Config):
@@ -41,4 +45,22 @@ class TrainingDataConfig(Config):
     )
     negative_max_pv_fraction: float = Field(
         default=0.001, description="A label-free chip with more PV-like pixels is not a negative."
+    )
+
+
+def load_mask_backend(gpu: GPUResource, config: MaskFactoryConfig, gsd_m: float) -> MaskBackend:
+    """The configured back end for chips of `gsd_m`, loaded once per process by the GPU
+    resource (sam_masks and validated_backfill's confirmation share the cached one)."""
+    return gpu.load(
+        config.backend,
+        f"{config.model}|{config.samgeo_model_type}|{gsd_m}",
+        lambda dev, dtype: build_backend(
+            config.backend,
+            config.model,
+            gsd_m=gsd_m,
+            device=str(dev),
+            dtype=PRECISION[str(dtype).removeprefix("torch.")],
+            model_dir=gpu.model_dir,
+            samgeo_model_type=config.samgeo_model_type,
+        ),
     )
