@@ -249,10 +249,15 @@ def decide_all(
 
 
 def confirm_with_masks(
-    dets: Sequence[Detection], decisions: Sequence[Decision], refine: Refiner | None
+    dets: Sequence[Detection],
+    decisions: Sequence[Decision],
+    refine: Refiner | None,
+    min_area_m2: float | None = None,
 ) -> tuple[list[Decision], list[Refinement | None]]:
     """Accepted detections through the mask factory: a refused mask rejects the detection
-    (rule `mask_qa`), as a rejected mask makes a seed label's chip ambiguous."""
+    (rule `mask_qa`), as a rejected mask makes a seed label's chip ambiguous. So does a refined
+    footprint below `min_area_m2`: the label would be that footprint, and the area rule holds
+    for labels, not only for the model's looser outline (a 25 m² blur around a 6 m² collector)."""
     refinements: list[Refinement | None] = [None] * len(dets)
     accepted = [i for i, d in enumerate(decisions) if d.accepted]
     if refine is None or not accepted:
@@ -261,7 +266,11 @@ def confirm_with_masks(
     for i, ref in zip(accepted, refine([dets[i] for i in accepted]), strict=True):
         refinements[i] = ref
         metrics = {**decisions[i].metrics, "mask": ref.provenance}
-        if ref.accepted:
+        refined_m2 = ref.provenance.get("mask_area_m2") if ref.geometry is not None else None
+        if ref.accepted and min_area_m2 and refined_m2 is not None and refined_m2 < min_area_m2:
+            why = f"mask_qa: refined footprint {refined_m2:.1f} m² < min_area_m2 {min_area_m2:g}"
+            out[i] = Decision(False, why, "mask_qa", metrics)
+        elif ref.accepted:
             out[i] = replace(decisions[i], metrics=metrics)
         else:
             out[i] = Decision(False, f"mask_qa: {ref.reason}", "mask_qa", metrics)
@@ -421,7 +430,9 @@ def backfill(
         return BackfillResult(0, 0, {}, 0, 0, 0, base_snapshot)
     bounds = shapely.total_bounds(np.asarray([d.geometry for d in dets], dtype=object))
     active = _active_labels_near(con, bounds, exclude=set(ids))
-    decisions, refinements = confirm_with_masks(dets, decide_all(dets, ids, active, rules), refine)
+    decisions, refinements = confirm_with_masks(
+        dets, decide_all(dets, ids, active, rules), refine, rules.min_area_m2
+    )
     created_at = _now()
     digest = calibration.digest if calibration is not None else None
     thresholds = {**rules.as_dict(), "calibration": digest}

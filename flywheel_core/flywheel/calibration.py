@@ -10,11 +10,16 @@ round replays exactly. The hidden truth of a synthetic world is never read here.
 - `min_score` (the model's score of a detection, its mean probability): from the labelled
   **validation chips**. The model runs over them; its objects (components of p >= 0.5, parts
   within the predictions' grouping distance joined, as `vectorize_probabilities` joins them)
-  are matched one to one to the labelled objects of the chips' masks (IoU >= 0.3). The threshold
-  is the object score that maximises F0.5 (precision counts twice: an accepted false positive is
-  a training positive of the next round), searched within [0.5, 0.95]. False positives are the
-  objects on label-free chips (clean and hard negatives); an unmatched object on a chip with
-  labels may be a panel nobody labelled (seeds are 30 % of the panels), so it counts half.
+  are matched one to one to the labelled objects of the chips' masks (IoU >= 0.3). F0.5
+  (precision counts twice: an accepted false positive is a training positive of the next round)
+  is maximised over the objects' scores within [0.5, 0.95]; the optimum is a gap between two
+  object scores, and the threshold is its middle (the lowest of a few labelled objects sits well
+  above the lower tail of all panels' scores, so the gap's top edge would cut many of those
+  the model finds across a cell; the gap's middle keeps the widest margin). Objects smaller
+  than the round's `min_area_m2` are left out (the area rule rejects them anyway). False
+  positives are the objects on label-free chips (clean and hard negatives); an unmatched
+  object on a chip with labels may be a panel nobody labelled (seeds are 30 % of the panels),
+  so it counts half.
   With fewer than `MIN_OBJECTS` labelled or predicted objects, or none matched, the validation
   chips are pooled with the train chips; failing that, the documented default is kept and the
   record says why.
@@ -30,9 +35,12 @@ round replays exactly. The hidden truth of a synthetic world is never read here.
   the 10 m pixels their mask touches): halfway between water's −1 and the objects' lowest value,
   and never above the documented default (−0.95).
 
-- `min_area_m2`: 0.6 x the lower quartile of the labelled systems' areas (never below the
+- `min_area_m2`: 0.5 x the lower quartile of the labelled systems' areas (never below the
   default 4 m²): what PV systems measure differs by place, and a detection far smaller than any
-  labelled one is more likely a solar-thermal collector or a skylight.
+  labelled one is more likely a solar-thermal collector or a skylight. A system's area is its
+  accepted masks summed over the train and val chips of one date that show it
+  (`metadata.mask_qa`), so a system across chip edges counts whole; a label on several dates
+  counts its largest footprint once.
 
 The maximum area, shape and overlap with labels stay documented defaults
 (flywheel_core.flywheel.acceptance): they describe PV systems and masks, not the imagery.
@@ -44,7 +52,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -71,7 +79,7 @@ RING_M = (1.0, 4.0)
 GROUP_M = 8.5  # = PredictionConfig.group_distance_m: rows of one array are one object
 MIN_PART_M2 = 2.0  # = PredictionConfig.min_area_m2
 WATER_PVI = -1.0
-AREA_FACTOR = 0.6
+AREA_FACTOR = 0.5
 
 # Documented defaults, used when a round has too little evidence (the reason is recorded).
 DEFAULTS: dict[str, float | None] = {
@@ -191,6 +199,7 @@ class ScoredObject:
     # nobody labelled, so it counts neither way; an object on a label-free (negative) chip is a
     # known false positive
     known: bool = True
+    area_m2: float = math.inf  # the object's area on the chip (cut by its edge: smaller)
 
 
 def score_objects(
@@ -215,10 +224,12 @@ def score_objects(
             used_p.add(i)
             used_r.add(j)
     negative = n_ref == 0
-    objects = [
-        ScoredObject(float(prob[pred == i].mean()), i in used_p, i in used_p or negative)
-        for i in range(1, n_pred + 1)
-    ]
+    pixel_m2 = gsd_m * gsd_m
+    objects = []
+    for i in range(1, n_pred + 1):
+        obj = pred == i
+        score, area = float(prob[obj].mean()), float(obj.sum() * pixel_m2)
+        objects.append(ScoredObject(score, i in used_p, i in used_p or negative, area))
     return objects, n_ref
 
 
@@ -239,7 +250,6 @@ class ObjectSpectra:
     score: float
     ring_score: float | None
     pvi: float | None
-    area_m2: float | None = None  # None when the object touches the chip edge (cut off)
 
 
 def object_spectra(
@@ -260,14 +270,12 @@ def object_spectra(
     for i in range(1, int(objects.max()) + 1):
         obj = objects == i
         ring = _ring(obj, gsd_m, labelled)
-        cut = obj[0].any() or obj[-1].any() or obj[:, 0].any() or obj[:, -1].any()
         out.append(
             ObjectSpectra(
                 uid=uid,
                 score=float(np.median(score[obj])),
                 ring_score=float(np.median(score[ring])) if ring.any() else None,
                 pvi=_object_pvi(obj, pvi, gsd_m, msi_gsd_m) if pvi is not None else None,
-                area_m2=None if cut else float(obj.sum() * gsd_m * gsd_m),
             )
         )
     return out
@@ -324,16 +332,22 @@ def calibrate_min_score(
         f = (1 + beta2) * p * r / (beta2 * p + r)
         if f > best_f + 1e-12:
             best_t, best_f = t, f
-    best_t = min(best_t, hi)  # the optimum, clamped to the range
     tp, weight = _kept(objects, best_t)
+    # Every bound between the highest object below the optimum and the optimum scores the same
+    # F0.5 on these chips: take the middle of that gap (the widest margin on both sides), not its
+    # top edge. The top edge is the lowest labelled object's score, and the lowest of a handful
+    # of labelled objects lies well above the lower tail of all panels' scores (scored over a
+    # whole cell the panels spread ~0.1 lower than the few on the validation chips).
+    below = max((o.score for o in objects if o.score < best_t), default=lo)
+    value = min((max(below, lo) + best_t) / 2.0, hi)
     evidence.update(
         f05=round(best_f, 4),
         precision=round(tp / weight, 4) if weight else None,
         recall=round(tp / n_labelled, 4),
+        gap=[round(float(max(below, lo)), 4), round(float(best_t), 4)],
     )
-    return Threshold(
-        round(float(best_t), 4), "F0.5-optimal on validation chips", default, evidence, tuple(rows)
-    )
+    method = "F0.5-optimal on validation chips, middle of the optimal gap"
+    return Threshold(round(float(value), 4), method, default, evidence, tuple(rows))
 
 
 def auc(positives: Sequence[float], negatives: Sequence[float]) -> float:
@@ -373,23 +387,27 @@ def calibrate_vhr_pv_score(objects: Sequence[ObjectSpectra]) -> Threshold:
     return Threshold(round(value, 2), method, None, evidence, rows)
 
 
-def calibrate_min_area(objects: Sequence[ObjectSpectra]) -> Threshold:
-    """`AREA_FACTOR` x the lower quartile of the labelled systems' areas (whole objects, not cut
-    off by a chip edge), never below the default: a detection far smaller than the systems the
-    labels show is more likely a solar-thermal collector or a skylight than a PV system. The
-    quartile, not the minimum, so a few small false labels of an earlier round do not drag it
-    down."""
+def calibrate_min_area(areas: Mapping[str, float], rows: Sequence[str] = ()) -> Threshold:
+    """`AREA_FACTOR` x the lower quartile of the labelled systems' areas (`areas`: label id ->
+    m², its accepted masks summed over the chips that show it), never below the default: a
+    detection far smaller than the systems the labels show is more likely a solar-thermal
+    collector or a skylight than a PV system. The quartile, not the minimum, so a few small
+    false labels of an earlier round do not drag it down. A label partly on chips outside the
+    train and val splits counts smaller than it is, which errs towards a lower bound."""
     default = DEFAULTS["min_area_m2"]
-    areas = [o.area_m2 for o in objects if o.area_m2 is not None]
-    rows = tuple(sorted({o.uid for o in objects if o.area_m2 is not None}))
-    if len(areas) < MIN_OBJECTS:
-        why = f"default: too few whole labelled objects ({len(areas)} < {MIN_OBJECTS})"
-        return Threshold(default, why, default, {"objects": len(areas)}, rows)
-    q25 = float(np.quantile(areas, 0.25))
+    values = [float(a) for a in areas.values() if a and a > 0]
+    if len(values) < MIN_OBJECTS:
+        why = f"default: too few labelled systems ({len(values)} < {MIN_OBJECTS})"
+        return Threshold(default, why, default, {"objects": len(values)}, tuple(rows))
+    q25 = float(np.quantile(values, 0.25))
     value = max(float(default or 0.0), AREA_FACTOR * q25)
-    evidence = {"objects": len(areas), "area_p25_m2": round(q25, 2), "smallest_m2": min(areas)}
+    evidence = {
+        "objects": len(values),
+        "area_p25_m2": round(q25, 2),
+        "smallest_m2": round(min(values), 2),
+    }
     method = f"{AREA_FACTOR:g} x the lower quartile of labelled systems' areas, >= the default"
-    return Threshold(round(value, 2), method, default, evidence, rows)
+    return Threshold(round(value, 2), method, default, evidence, tuple(rows))
 
 
 def calibrate_water_pvi(objects: Sequence[ObjectSpectra]) -> Threshold:
@@ -421,18 +439,28 @@ class LabelledChip:
     mask: np.ndarray  # (H, W) bool
     gsd_m: float
     pvi: np.ndarray | None  # (h, w) at 10 m, None without MSI
+    # accepted mask area (m²) per label on this chip (its `metadata.mask_qa`)
+    label_areas: Mapping[str, float] = field(default_factory=dict)
+    date: str | None = None  # the chip's date: a label's area is summed over one date's chips
 
 
-def _min_score(outputs: Iterable[tuple[str, str, np.ndarray, np.ndarray, float]]) -> Threshold:
+def _min_score(
+    outputs: Iterable[tuple[str, str, np.ndarray, np.ndarray, float]], min_area_m2: float | None
+) -> Threshold:
     """F0.5 on the validation chips; on train + validation chips when validation alone has too
     little evidence (a first round has a handful of chips: its train chips then speak, and since
-    the model has seen them their objects score high, which errs towards a higher bound)."""
+    the model has seen them their objects score high, which errs towards a higher bound).
+
+    Objects smaller than the round's `min_area_m2` are left out: the area rule rejects them
+    whatever their score, so a confident small look-alike (a solar-thermal collector) must not
+    raise the bound every larger panel has to pass."""
     objects: dict[str, list[ScoredObject]] = {"val": [], "train": []}
     labelled: dict[str, int] = {"val": 0, "train": 0}
     rows: dict[str, list[str]] = {"val": [], "train": []}
+    smallest = min_area_m2 or 0.0
     for uid, split, prob, mask, gsd in outputs:
         found, n = score_objects(prob, mask, gsd)
-        objects[split] += found
+        objects[split] += [o for o in found if o.matched or o.area_m2 >= smallest]
         labelled[split] += n
         rows[split].append(uid)
     val = calibrate_min_score(objects["val"], labelled["val"], sorted(rows["val"]))
@@ -461,17 +489,27 @@ def calibrate(
     `outputs` yields (uid, split, probability (H, W), labelled mask (H, W), gsd) per validation
     (and train) chip.
     """
-    min_score = _min_score(outputs)
     spectra: list[ObjectSpectra] = []
+    by_date: dict[tuple[str, str | None], float] = {}  # (label, date): summed over its chips
+    area_rows: list[str] = []
     for chip in chips:
         if chip.split in ("train", "val"):
             spectra += object_spectra(chip.uid, chip.image, chip.mask, chip.gsd_m, chip.pvi)
+            for label_id, area in chip.label_areas.items():
+                key = (label_id, chip.date)
+                by_date[key] = by_date.get(key, 0.0) + float(area)
+            if chip.label_areas:
+                area_rows.append(chip.uid)
+    areas: dict[str, float] = {}  # a label seen on several dates: its largest footprint
+    for (label_id, _), area in by_date.items():
+        areas[label_id] = max(areas.get(label_id, 0.0), area)
+    min_area = calibrate_min_area(areas, sorted(area_rows))
     result = Calibration(
         as_of=as_of,
         lance_version=lance_version,
         thresholds={
-            "min_score": min_score,
-            "min_area_m2": calibrate_min_area(spectra),
+            "min_score": _min_score(outputs, min_area.value),
+            "min_area_m2": min_area,
             "min_vhr_pv_score": calibrate_vhr_pv_score(spectra),
             "max_water_pvi": calibrate_water_pvi(spectra),
         },
@@ -497,6 +535,7 @@ _ROW_COLUMNS = [
     "metadata.gsd_m",
     "metadata.msi_gsd_m",
     "metadata.negative",
+    "metadata.mask_qa",
 ]
 
 
@@ -533,9 +572,20 @@ def labelled_chips(
                 mask=mask,
                 gsd_m=float(r["metadata.gsd_m"]),
                 pvi=pvi,
+                label_areas=_label_areas(r["metadata.mask_qa"]),
+                date=str(r["date"]),
             )
         )
     return chips, gsds
+
+
+def _label_areas(mask_qa: Sequence[dict[str, Any]] | None) -> dict[str, float]:
+    """Accepted mask area per label of one chip's `metadata.mask_qa` entries."""
+    out: dict[str, float] = {}
+    for q in mask_qa or ():
+        if q.get("label_id") and q.get("mask_area_m2"):
+            out[q["label_id"]] = out.get(q["label_id"], 0.0) + float(q["mask_area_m2"])
+    return out
 
 
 def calibrate_model(

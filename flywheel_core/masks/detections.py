@@ -5,9 +5,10 @@ refinement and QA (`iter_masks`) on every chip it meets. The detection is confir
 chips whose masks were accepted hold at least `MIN_CONFIRMED_SHARE` of its area (every chip, for
 one that fits in one); its refined footprint is then the union of those masks (lon/lat), which
 becomes the label's geometry. Otherwise it is refused with the masks' reasons, as a seed label
-whose mask is rejected makes its chip ambiguous rather than a training positive. A detection no
-chip shows (a cell of the scene's margin that was never chipped) cannot be confirmed or refuted
-and passes with its own polygon.
+whose mask is rejected makes its chip ambiguous rather than a training positive. A detection the
+chips show less than `MIN_CONFIRMED_SHARE` of (predictions cover the whole scene, chips only
+part of it) cannot be confirmed or refuted and passes with its own polygon: the mask of a sliver
+at a chip's edge would become the label of a system it shows a tenth of.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def refine_detections(
     for row in iter_masks(chips, labels, backend, settings):
         masks[row["label_id"]].append(row)
     out = []
-    for key in keys:
+    for key, detection in zip(keys, detections, strict=True):
         rows = masks[key]
         provenance: dict[str, Any] = {
             "backend": backend.name,
@@ -83,8 +84,16 @@ def refine_detections(
             continue
         refused = [r for r in rows if not r["accepted"]]
         shown = [shapely.area(wkb.loads(r["prompt_geometry"])) for r in rows]
+        whole = shapely.area(detection.geometry) or sum(shown)
+        provenance["shown_share"] = round(min(1.0, sum(shown) / whole), 4) if whole else 0.0
+        if provenance["shown_share"] < MIN_CONFIRMED_SHARE:
+            # mostly where no chip was cut (predictions cover the whole scene): the masks of a
+            # sliver at a chip edge speak for neither the detection's shape nor its existence
+            why = f"chips show {provenance['shown_share']:.0%} of the detection: unconfirmed"
+            out.append(Refinement(True, None, why, provenance))
+            continue
         confirmed = sum(a for a, r in zip(shown, rows, strict=True) if r["accepted"])
-        provenance["confirmed_share"] = round(confirmed / sum(shown), 4) if sum(shown) else 0.0
+        provenance["confirmed_share"] = round(confirmed / whole, 4) if whole else 0.0
         if provenance["confirmed_share"] < MIN_CONFIRMED_SHARE:
             reasons = "; ".join(sorted({r["reason"] for r in refused}))
             out.append(Refinement(False, None, reasons, provenance))

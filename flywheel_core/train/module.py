@@ -170,6 +170,10 @@ class PVSegmentationModule(LightningModule):
             None if restoring else encoder_weights,
             **(model_kwargs or {}),
         )
+        # NHWC: oneDNN's CPU convolutions run ~1.7x faster forward + backward in this layout on
+        # 2 cores (a 4-band 128² batch of 8: 0.65 s -> 0.38 s a step, measured here); the
+        # weights are the same numbers, only their memory order differs
+        self.model = self.model.to(memory_format=torch.channels_last)
         # how the encoder was initialized: "random", "<file> (local file)", "imagenet (<file>)",
         # "random (imagenet weights not found in ...: offline)" or "restored from checkpoint"
         self.encoder_init: str = RESTORED if restoring else init
@@ -194,7 +198,7 @@ class PVSegmentationModule(LightningModule):
         return list(ch) if ch is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
+        logits = self.model(x.contiguous(memory_format=torch.channels_last)).contiguous()
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits

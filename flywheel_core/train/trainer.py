@@ -254,8 +254,8 @@ def _panel(image: torch.Tensor, mask: torch.Tensor, prob: torch.Tensor) -> np.nd
 def sample_panels(
     model: PVSegmentationModule, dm: PVDataModule, n: int
 ) -> tuple[list[np.ndarray], list[str]]:
-    """Up to n panels from the first non-empty of val, test, train."""
-    for split in ("val", "test", "train"):
+    """Up to n panels from the first non-empty of val, test, train (none for n <= 0)."""
+    for split in ("val", "test", "train") if n > 0 else ():
         if dm.sizes[split]:
             ds = dm.eval_dataloader(split).dataset
             picks = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
@@ -393,9 +393,16 @@ def score_splits(
             log.info("%s split is empty: no %s metrics", split, split)
             metrics.update({f"{split}/{k}": None for k in METRIC_NAMES})
             continue
+        positives = int(sum(dm.datasets[split].positive()))
+        metrics[f"{split}/positive_samples"] = positives
         model.test_prefix = split
         scores = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
         metrics.update({f"{split}/{k}": float(scores[f"{split}/{k}"]) for k in METRIC_NAMES})
+        if not positives:
+            # IoU and F1 of the PV class over chips without a single labelled panel pixel are 0
+            # for any stray pixel: a count of false alarms, not a score of what the model learnt
+            log.info("%s split has no labelled panels: no %s IoU or F1", split, split)
+            metrics.update({f"{split}/{k}": None for k in METRIC_NAMES if k != "loss"})
     model.test_prefix = "test"
     return metrics
 

@@ -51,13 +51,19 @@ def chain(env):
     r = env["resources"]
     inst = env["instance"]
     materialize(ALL, selection=INGEST, partition_key=KEY, instance=inst, resources=r)
+    return _train_and_loop(env, FAST)
+
+
+def _train_and_loop(env, run_config):
+    """model_checkpoint for LATE with `run_config`, then predictions and backfill for KEY."""
+    r, inst = env["resources"], env["instance"]
     trained = materialize(
         ALL,
         selection=[model_checkpoint],
         partition_key=LATE,
         instance=inst,
         resources=r,
-        run_config=FAST,
+        run_config=run_config,
     )
     loop = materialize(
         ALL,
@@ -165,23 +171,7 @@ def test_predictions_and_backfill_are_stored_once(env, chain):
 def msi_round(env, chain):
     """The same date retrained with `bands: vhr+msi` (a new model id), then predicted and
     backfilled: the Sentinel-2 channels come from the world's S2 scene of the window."""
-    r, inst = env["resources"], env["instance"]
-    trained = materialize(
-        ALL,
-        selection=[model_checkpoint],
-        partition_key=LATE,
-        instance=inst,
-        resources=r,
-        run_config=MSI,
-    )
-    loop = materialize(
-        ALL,
-        selection=[predictions, validated_backfill],
-        partition_key=KEY,
-        instance=inst,
-        resources=r,
-    )
-    return trained, loop
+    return _train_and_loop(env, MSI)
 
 
 def test_a_vhr_msi_round_predicts_and_backfills(env, msi_round):

@@ -232,6 +232,26 @@ def test_accepted_detections_are_confirmed_by_the_mask_factory(lake, tmp_path):
         assert logged == [("mask_qa: empty mask",)]
 
 
+def test_a_refined_footprint_below_the_minimum_area_is_no_label(lake, tmp_path):
+    # The model's outline passes the area rule, but the mask factory finds only a collector's
+    # worth of panel inside it: the label would be that footprint, so the rule holds for it too.
+    speck = box_m(31, 1, 33, 3)  # 4 m²
+
+    def refine(accepted):
+        return [
+            backfill_mod.Refinement(True, speck, "accepted", {"mask_area_m2": 4.0})
+            for _ in accepted
+        ]
+
+    with lake_connection(lake) as con:
+        import_seeds(con, tmp_path, [SEED], [date(2023, 5, 1)])
+        result = _run(con, refine=refine, rules=AcceptanceRules(min_area_m2=10.0))
+        assert result.accepted == 0 and result.rejected["mask_qa"] >= 1
+        reasons = [r for r in result.reasons if r.startswith("mask_qa")]
+        assert reasons and all("refined footprint 4.0 m² < min_area_m2 10" in r for r in reasons)
+        assert _count(con, "SELECT count(*) FROM labels WHERE source_kind = 'model'") == 0
+
+
 def test_the_calibration_sets_the_bounds_and_every_decision_records_them(lake, tmp_path):
     from flywheel_core.flywheel.calibration import Calibration, Threshold
 

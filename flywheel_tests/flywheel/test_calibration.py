@@ -74,7 +74,8 @@ def test_min_score_maximises_f05_and_falls_back_with_little_evidence():
     objects = [ScoredObject(s, True) for s in (0.9, 0.85, 0.8, 0.95)]
     objects += [ScoredObject(s, False) for s in (0.55, 0.6, 0.62)]
     t = calibrate_min_score(objects, n_labelled=4, rows=["a", "b"])
-    assert t.value == pytest.approx(0.8)  # every labelled object kept, every false one cut
+    # every labelled object kept, every false one cut: the middle of the gap 0.62 .. 0.8
+    assert t.value == pytest.approx(0.71) and t.evidence["gap"] == [0.62, 0.8]
     assert t.evidence["precision"] == 1.0 and t.evidence["recall"] == 1.0
     assert t.rows == ("a", "b") and "F0.5" in t.method
     few = calibrate_min_score(objects[:2], n_labelled=2)
@@ -162,15 +163,50 @@ def test_a_round_with_too_few_validation_objects_calibrates_on_train_chips_too()
 
 
 def test_min_area_follows_the_labelled_systems():
-    def obj(a):
-        return ObjectSpectra("c", 20.0, 0.0, None, a)
+    def areas(*values):
+        return {f"label-{i}": a for i, a in enumerate(values)}
 
-    big = calibrate_min_area([obj(a) for a in (6.0, 20.0, 25.0, 30.0, 34.0, 40.0, 300.0)])
-    assert 12.0 < big.value < 16.0  # collectors (4-12 m²) fall under it, and one small label
+    big = calibrate_min_area(areas(6.0, 20.0, 25.0, 30.0, 34.0, 40.0, 300.0), ["c0"])
+    assert 10.0 < big.value < 12.0  # most collectors (4-12 m²) fall under it, and one small label
     # (a false label of an earlier round) does not drag it down
-    assert big.evidence["smallest_m2"] == 6.0
-    tiny = calibrate_min_area([obj(a) for a in (3.0, 4.0, 5.0, 6.0, 7.0)])
+    assert big.evidence["smallest_m2"] == 6.0 and big.rows == ("c0",)
+    tiny = calibrate_min_area(areas(3.0, 4.0, 5.0, 6.0, 7.0))
     assert tiny.value == DEFAULTS["min_area_m2"]  # never below the default
-    # objects cut off by a chip edge say nothing about the size of a system
-    few = calibrate_min_area([obj(None)] * 9 + [obj(30.0), obj(40.0)])
+    few = calibrate_min_area(areas(30.0, 40.0))
     assert few.value == DEFAULTS["min_area_m2"] and few.method.startswith("default")
+
+
+def test_a_system_across_chips_counts_whole():
+    image, mask = _chip_with_panels((55, 60, 80, 42), (120, 90, 60, 110))
+
+    def chip(uid, areas, day="2024-05-01"):
+        return LabelledChip(uid, "train", image, mask, GSD, None, areas, day)
+
+    halves = [chip(f"c{i}", {"farm": 500.0, f"roof{i}": 30.0}) for i in range(2)]
+    # the next month's chips show the same systems again: counted once, not twice
+    later = [chip(f"d{i}", {"farm": 500.0, f"roof{i}": 30.0}, "2024-06-01") for i in range(2)]
+    cal = calibrate(halves + later, [], as_of=None, lance_version=None)
+    t = cal.thresholds["min_area_m2"]
+    # three systems: the farm (2 x 500 m²) and two roofs; the quartile lies between the roofs
+    assert t.evidence["objects"] == 3 and t.value == pytest.approx(0.5 * 30.0)
+    assert t.rows == ("c0", "c1", "d0", "d1")
+
+
+def test_objects_the_area_rule_rejects_do_not_raise_the_score_bound():
+    mask = np.zeros((100, 100), bool)
+    mask[10:40, 10:40] = True  # a 9 x 9 m array
+    panel = mask.astype(np.float32) * 0.95
+    collector = np.zeros_like(panel)
+    collector[60:66, 60:66] = 0.9  # a confident 3.5 m² look-alike on a label-free chip
+    outputs = [(f"v{i}", "val", panel, mask, GSD) for i in range(3)]
+    outputs += [(f"n{i}", "val", collector, np.zeros_like(mask), GSD) for i in range(3)]
+    strict = _min_score_of(outputs, None)
+    assert strict.value == pytest.approx(0.925)  # the middle of the gap 0.9 .. 0.95
+    lenient = _min_score_of(outputs, 10.0)  # the area rule cuts the collectors anyway
+    assert lenient.value < 0.9 and lenient.evidence["predicted_objects"] == 3
+
+
+def _min_score_of(outputs, min_area):
+    from flywheel_core.flywheel.calibration import _min_score
+
+    return _min_score(outputs, min_area)

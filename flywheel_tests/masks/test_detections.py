@@ -46,6 +46,18 @@ def test_a_detection_no_chip_shows_passes_as_it_is(chip):
     assert out.accepted and out.geometry is None and out.reason == "no chip shows the detection"
 
 
+def test_a_detection_mostly_off_the_chips_keeps_its_own_polygon(chip):
+    # A detection of which the chip shows a sliver at its edge (the rest lies where no chip was
+    # cut): the sliver's mask would become a 3 m² label of a 40 m² system, so it stays
+    # unconfirmed and the label keeps the detection's polygon.
+    chip = {**chip, "image": scene((0, 100, 40, 160)).transpose(2, 0, 1).tobytes(), "bands": 4}
+    chip["dtype"] = "uint8"
+    mostly_off = _lonlat(chip, box(-360, 100, 40, 160))  # a tenth of it on the chip
+    (out,) = refine_detections([Detection(mostly_off, 0.9)], [chip], ClassicalBackend(gsd_m=GSD))
+    assert out.accepted and out.geometry is None and "unconfirmed" in out.reason
+    assert 0.05 < out.provenance["shown_share"] < 0.2
+
+
 def test_union_repairs_pinched_pieces_and_keeps_only_polygons():
     from shapely.geometry import Polygon
 
