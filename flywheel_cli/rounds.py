@@ -56,7 +56,8 @@ def _run(
 
 
 def _echo_round(report: Any) -> None:
-    iou = f"{report.test_iou:.3f}" if report.test_iou is not None else "n/a (no test chips)"
+    no_iou = "n/a (no labelled panel in the test split)"
+    iou = f"{report.test_iou:.3f}" if report.test_iou is not None else no_iou
     click.echo(f"   labels by source: {report.labels_by_source}")
     click.echo(
         f"   backfill: {report.accepted} detections accepted, rejected {report.rejected}; "
