@@ -338,13 +338,13 @@ def calibrate_min_score(
     # top edge. The top edge is the lowest labelled object's score, and the lowest of a handful
     # of labelled objects lies well above the lower tail of all panels' scores (scored over a
     # whole cell the panels spread ~0.1 lower than the few on the validation chips).
-    below = max((o.score for o in objects if o.score < best_t), default=lo)
-    value = min((max(below, lo) + best_t) / 2.0, hi)
+    below = max((o.score for o in objects if lo <= o.score < best_t), default=lo)
+    value = min((below + best_t) / 2.0, hi)
     evidence.update(
         f05=round(best_f, 4),
         precision=round(tp / weight, 4) if weight else None,
         recall=round(tp / n_labelled, 4),
-        gap=[round(float(max(below, lo)), 4), round(float(best_t), 4)],
+        gap=[round(float(below), 4), round(float(best_t), 4)],
     )
     method = "F0.5-optimal on validation chips, middle of the optimal gap"
     return Threshold(round(float(value), 4), method, default, evidence, tuple(rows))

@@ -170,8 +170,7 @@ class PVSegmentationModule(LightningModule):
             None if restoring else encoder_weights,
             **(model_kwargs or {}),
         )
-        # NHWC: oneDNN's CPU convolutions run ~1.7x faster forward + backward in this layout on
-        # 2 cores (a 4-band 128² batch of 8: 0.65 s -> 0.38 s a step, measured here); the
+        # NHWC: oneDNN's CPU convolutions are faster forward and backward in this layout; the
         # weights are the same numbers, only their memory order differs
         self.model = self.model.to(memory_format=torch.channels_last)
         # how the encoder was initialized: "random", "<file> (local file)", "imagenet (<file>)",

@@ -68,6 +68,22 @@ def test_empty_val_and_test_are_skipped(tmp_path):
     assert result.history == [] and "no val split" in result.weights
 
 
+def test_a_split_without_panels_has_no_iou(tmp_path):
+    # A test split of panel-free chips: any stray pixel makes IoU 0, which says nothing of what
+    # the model learnt, so IoU and F1 are None and the count of positive chips is recorded.
+    db = str(tmp_path / "lancedb")
+    rows = synthetic_rows(6, splits=("train", "val"), seed=5)
+    rows += synthetic_rows(3, splits=("test",), seed=6, panels=0)
+    for i, r in enumerate(rows):
+        r["uid"] = r["metadata"]["chip_id"] = f"c1|2024-06-01|r{i:05d}"
+    write_training_table(db, rows)
+    result = train_model(db, "training_data", tmp_path / "out", TrainConfig.tiny(steps=4), "neg")
+    m = result.metrics
+    assert m["test/samples"] == 3 and m["test/positive_samples"] == 0
+    assert m["test/iou"] is None and m["test/f1"] is None and isinstance(m["test/loss"], float)
+    assert m["val/positive_samples"] == 3 and isinstance(m["val/iou"], float)
+
+
 def test_no_training_rows_is_a_clear_error(pv_table, tmp_path):
     from flywheel_core.train.datamodule import EmptySplitError
 
