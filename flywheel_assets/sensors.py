@@ -45,7 +45,7 @@ LAKE_LOCK_TIMEOUT_S = 15.0
 
 def _date_dimension_last() -> date | None:
     date_def = next(d.partitions_def for d in cell_date.partitions_defs if d.name == "date")
-    last = date_def.get_last_partition_key()  # type: ignore[union-attr]
+    last = date_def.get_last_partition_key()
     return date.fromisoformat(last) if last else None
 
 

@@ -7,11 +7,14 @@ persistent instance (so `make dev` shows the runs); the demo then turns the flyw
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flywheel_core.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 DEMO_DATES = "2024-05-01,2024-06-01,2024-07-01"
 # The terminal gets a few lines per round; every event still lands in the instance for the UI.
@@ -31,7 +34,7 @@ def parse_dates(text: str) -> list[date]:
 
 def prepare(
     settings: Settings, lon: float, lat: float, n_cells: int, days: list[date], world: Any
-) -> tuple[list[str], object]:
+) -> tuple[list[str], DagsterInstance]:
     """World (`world`: WorldSettings), seed labels in DuckLake, cells in the instance; all
     idempotent."""
     from flywheel_assets.partitions import S2_CELLS_NAME

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from dagster import MultiPartitionKey, materialize
+from dagster import DagsterInstance, MultiPartitionKey, materialize
 
 from flywheel_cli.demo import DEMO_DATES, QUIET_CONSOLE, parse_dates, prepare
 from flywheel_cli.world import world_options, world_settings_from_options
@@ -33,8 +33,8 @@ TARGET_PRECISION = 0.90
 def _run(
     assets: list,
     selection: list,
-    key: object,
-    instance: object,
+    key: str,
+    instance: DagsterInstance,
     resources: dict,
     run_config: dict | None = None,
 ) -> None:

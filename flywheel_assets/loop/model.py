@@ -88,7 +88,7 @@ def model_checkpoint(
         snapshot = current_snapshot_id(con)
         (label_count,) = con.execute(
             "SELECT count(*) FROM labels WHERE status = 'active'"
-        ).fetchone()
+        ).fetchone() or (0,)
     name = registry_name(day)
     context.log.info(f"round {round_no}: training {name} on {n_samples} samples up to {day}")
     trained = train_round(

@@ -6,6 +6,7 @@ model, its checkpoint and the scenes, and stores what comes back.
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetDep,
@@ -92,7 +93,8 @@ def predictions(
     if not cache.exists():
         store.get(f"models/{model_id}/model.ckpt", cache)
     module = gpu.load("pv-seg", model_id, lambda dev, dtype: load_model(cache).to(dev))
-    rows, cog_uri, tiles, facts = [], "none", 0, {}
+    rows, cog_uri, tiles = [], "none", 0
+    facts: dict[str, Any] = {}
     if ref is None:
         context.log.warning(f"no VHR scene for {part.key}: no predictions")
         img = placeholder(f"{part.key}: no scene")

@@ -111,7 +111,7 @@ def search_sheet(
 ) -> Image.Image:
     """The query tile (framed) followed by the hits, each captioned with distance and uid tail."""
     q = result.query
-    refs = [(h.dataset, h.uid) for h in result.hits]
+    refs: list[tuple[str | None, str]] = [(h.dataset, h.uid) for h in result.hits]
     if q.uid is not None:
         refs.append((q.dataset, q.uid))
     pixels = read_tiles(db, refs)

@@ -65,7 +65,7 @@ def _patch_boxes(row: dict[str, Any], grid: int) -> list[bytes | None]:
                 top = maxy - i * dy
                 out.append(wkb.dumps(box(minx + j * dx, top - dy, minx + (j + 1) * dx, top)))
         return out
-    return [None] * grid * grid
+    return [None for _ in range(grid * grid)]
 
 
 def patch_table(

@@ -110,9 +110,8 @@ class Calibration:
 
     def apply(self, rules: AcceptanceRules | None = None) -> AcceptanceRules:
         """`rules` with the calibrated bounds in place of the defaults."""
-        return replace(
-            rules or AcceptanceRules(), **{k: t.value for k, t in self.thresholds.items()}
-        )
+        bounds: dict[str, Any] = {k: t.value for k, t in self.thresholds.items()}
+        return replace(rules or AcceptanceRules(), **bounds)
 
     def values(self) -> dict[str, float | None]:
         return {k: t.value for k, t in self.thresholds.items()}

@@ -192,17 +192,19 @@ def mine(
             log.warning("no hard negatives for detection %s: %s", q.detection.prediction_id, exc)
             missing += 1
             continue
-        if chip.uid not in cache:
+        uid = chip.uid
+        assert uid is not None  # point_query answers with a stored chip, which has a uid
+        if uid not in cache:
             filters = SearchFilters(dataset=chip.dataset, until=day, model_id=chip.model_id)
             pool_key = (str(chip.dataset), str(chip.model_id))
             if pool_key not in unlabeled:  # resolved once for every query of the pool
                 pool = and_clauses(filters.column_clauses())
                 only_unlabeled = SearchFilters(label_status="unlabeled")
                 unlabeled[pool_key] = restriction(db, tbl, pool, only_unlabeled, con)
-            cache[chip.uid] = search(
+            cache[uid] = search(
                 db, query=chip, k=k, filters=filters, where=unlabeled[pool_key], opened=tbl
             )
-        for hit in cache[chip.uid].hits:
+        for hit in cache[uid].hits:
             rows.append(
                 {
                     "candidate_id": candidate_id(q.detection, hit.uid, round),
@@ -313,6 +315,7 @@ def hard_negatives(
     day = date.date() if isinstance(date, dt.datetime) else date
     queries = mining_queries(decided, skip_rules)
     reasons = Counter(q.reason for q in queries)
+    rows: list[dict[str, Any]]
     if not queries:
         rows, missing, empty = [], 0, _partition_rows(db, cell, day.isoformat()) == 0
     else:

@@ -74,9 +74,9 @@ def round_report(
     quality = label_truth(labels, truth, cells, day)
     model = latest_model(con, registry_name(day.isoformat())) or {}
     accepted, rejected = _decisions(con, model["model_id"]) if model else (0, {})
-    mined = con.execute(
+    (mined,) = con.execute(
         "SELECT count(*) FROM hard_negatives WHERE partition_date = ?", [day]
-    ).fetchone()[0]
+    ).fetchone() or (0,)
     metrics = model.get("metrics", {})
     params = model.get("params", {})
     stored = (params.get("calibration") or {}).get("thresholds", {})

@@ -20,6 +20,7 @@ scene has the mean values (the sun and the season still follow the date and lati
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -96,6 +97,12 @@ class SceneConditions:
         }
 
 
+def _four(values: Iterable[float]) -> tuple[float, float, float, float]:
+    """One value per VHR band (red, green, blue, nir)."""
+    a, b, c, d = values
+    return a, b, c, d
+
+
 @lru_cache(maxsize=4096)
 def scene_conditions(cell: str, day: date, seed: int, variation: float) -> SceneConditions:
     lon, lat = cell_center(cell)
@@ -110,8 +117,8 @@ def scene_conditions(cell: str, day: date, seed: int, variation: float) -> Scene
         sun=sun_at(lon, lat, day),
         season=season(lat, day.timetuple().tm_yday),
         gain=float(np.clip(1.0 + GAIN_SPREAD * v * u[0], 0.5, 1.5)),
-        haze=tuple(float(haze_blue * _haze_shape(w)) for w in VHR_WAVELENGTH_NM),
-        colour_balance=tuple(
+        haze=_four(float(haze_blue * _haze_shape(w)) for w in VHR_WAVELENGTH_NM),
+        colour_balance=_four(
             float(np.clip(1.0 + COLOUR_SPREAD * v * u[2 + b], 0.8, 1.2)) for b in range(4)
         ),
         noise_dn=float(np.clip(NOISE_DN_MEAN + NOISE_DN_SPREAD * v * u[6], 0.5, 6.0)),

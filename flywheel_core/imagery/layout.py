@@ -207,7 +207,7 @@ class _Builder:
 
     def rect(
         self, r: np.random.Generator, w: float, d: float, near_road: bool, gap: float, tries: int
-    ) -> tuple | None:
+    ) -> tuple[BaseGeometry, float, float, float] | None:
         for _ in range(tries):
             cx, cy, angle = self.spot(r, near_road, d)
             fp = to_world(box(-w / 2, -d / 2, w / 2, d / 2), cx, cy, angle)
@@ -229,7 +229,8 @@ class _Builder:
         if placed is None:
             return None
         self.n_buildings += 1
-        return _Building(*placed, w, d, commercial)
+        footprint, cx, cy, angle = placed
+        return _Building(footprint, cx, cy, angle, w, d, commercial)
 
     def paint_building(
         self, b: _Building, cls: LandCover, r: np.random.Generator, flat: bool | None = None

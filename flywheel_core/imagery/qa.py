@@ -53,8 +53,9 @@ def cloud_fraction_reported(rows: list[dict]) -> tuple[bool, Facts]:
         "missing_or_out_of_range": sum(1 for v in values if v is None or not 0.0 <= v <= 1.0),
     }
     if values and ok:
-        facts["mean_cloud_fraction"] = float(np.mean(values))
-        facts["max_cloud_fraction"] = float(np.max(values))
+        present = [float(v) for v in values if v is not None]
+        facts["mean_cloud_fraction"] = float(np.mean(present))
+        facts["max_cloud_fraction"] = float(np.max(present))
     return ok, facts
 
 

@@ -187,10 +187,10 @@ def render_layers(
         for s in lay.surfaces:
             if not s.geometry.intersects(window):
                 continue
-            tint = s.tint
+            lit = s.tint
             if s.aspect_deg is not None:
-                tint *= 1.0 + contrast * float(np.cos(sun_az - np.radians(s.aspect_deg)))
-            surfaces.append((s, tint))
+                lit *= 1.0 + contrast * float(np.cos(sun_az - np.radians(s.aspect_deg)))
+            surfaces.append((s, lit))
     surfaces.sort(key=lambda st: st[0].layer)
     ground = [st for st in surfaces if st[0].layer == 0]
     above = [st for st in surfaces if st[0].layer > 0]

@@ -70,7 +70,8 @@ def render_s2(layers: SceneLayers) -> S2Scene:
             col, row = col20, row20
         else:
             col, row = col10, row10
-        noise = pixel_noise(col, row, *m.shape, key64("s2", seed, layers.day, band.name))
+        h, w = m.shape
+        noise = pixel_noise(col, row, h, w, key64("s2", seed, layers.day, band.name))
         out[band.name] = np.clip(m + std * noise, 0.0, 1.5).astype(np.float32)
     scl = _scl(layers, at10, a10, s10)
     centres = layers.cell_mask[VHR_PER_10M :: 2 * VHR_PER_10M, VHR_PER_10M :: 2 * VHR_PER_10M]

@@ -245,6 +245,7 @@ def predict_raster(
                                 if n_img + ex.shape[0] != n_ch:
                                     raise ValueError("extra() returned a varying channel count")
                                 batch[b, n_img:] = ex
+                        assert batch is not None  # allocated by the first tile above
                         nb = len(js)
                         t0 = time.perf_counter()
                         prob = np.asarray(predict(batch[:nb]), dtype=np.float32)

@@ -117,7 +117,7 @@ def chip_prompts(labels: list[dict], chip: dict, settings: PromptSettings) -> li
             region = sq.intersection(frame)
             if region.is_empty or not frame.contains(center):
                 continue
-            kind = "box"
+            kind: PolygonPromptKind = "box"
             pos = np.asarray([[center.x, center.y]], dtype=np.float32)
         else:
             kind = settings.polygon_kind

@@ -313,6 +313,9 @@ def _build(
     workdir: Path,
 ) -> None:
     """COG, tiles, index, read-back checks; sets the row's outputs, status and error."""
+    tile_date = ds.tile_date
+    if tile_date is None:
+        raise ValueError(f"{ds.dataset_id}: no tile date set before tiling")
     cog, report, converted = _make_cog(local, info, workdir)
     cog_key = rasters_key(ds.dataset_id, "cog.tif")
     ds.converted = converted
@@ -326,7 +329,7 @@ def _build(
         db,
         RASTER_TILES_TABLE,
         RASTER_TILE_SCHEMA,
-        _tile_batches(cog, info, ds, ds.tile_date, opts, seen),
+        _tile_batches(cog, info, ds, tile_date, opts, seen),
         partition,
     )
     ds.tile_count = len(seen.uids)

@@ -104,7 +104,9 @@ def record_vhr_scene(
         ds.tile_size, ds.tile_overlap, ds.tile_date = chips.size_px, chips.overlap_px, day
         ds.lance_table, ds.tile_count = lance_table, len(rows)
         try:
-            _index_and_check(ds, info.res[0], info.nodata, rows, chip_checks, store, db, workdir)
+            _index_and_check(
+                ds, lance_table, info.res[0], info.nodata, rows, chip_checks, store, db, workdir
+            )
         except Exception as exc:
             ds.status, ds.error = FAILED, f"{type(exc).__name__}: {exc}"
             record_dataset(con, ds, replace_ready=True)
@@ -116,6 +118,7 @@ def record_vhr_scene(
 
 def _index_and_check(
     ds: RasterDataset,
+    lance_table: str,
     native_gsd: float,
     nodata: float | None,
     rows: list[dict],
@@ -137,12 +140,12 @@ def _index_and_check(
         **chip_checks,
         "tile_ids_unique": checks.tile_ids_unique(uids),
         "lance_rows_match": checks.lance_rows_match(
-            uids, stored_uids(db, ds.lance_table, partition) if rows else [], ds.lance_table
+            uids, stored_uids(db, lance_table, partition) if rows else [], lance_table
         ),
         "index_matches": checks.index_matches(read_back_index(store, key, workdir), uids),
     }
-    if ds.lance_table in db.table_names():
-        ds.lance_version = db.open_table(ds.lance_table).version
+    if lance_table in db.table_names():
+        ds.lance_version = db.open_table(lance_table).version
     ds.checks = checks.as_json(results)
     bad = checks.failed(results)
     ds.status = FAILED if bad else READY

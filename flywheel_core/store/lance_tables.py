@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import lancedb
@@ -178,7 +178,7 @@ def replace_partition(
 def read_partitions(
     db: lancedb.DBConnection,
     table_name: str,
-    partitions: list[Mapping[str, str]],
+    partitions: Sequence[Mapping[str, str]],
     columns: list[str] | None = None,
 ) -> pa.Table:
     """Rows of the given partitions (all rows when `partitions` is empty)."""

@@ -149,7 +149,7 @@ class LanceChipDataset(Dataset):
         return keep
 
     def _channel_names(self, ds: lance.LanceDataset) -> list[str]:
-        vhr_bands, msi_channels = ["red", "green", "blue", "nir"], []
+        vhr_bands, msi_channels = ["red", "green", "blue", "nir"], list[str]()
         if len(self.indices):
             row = ds.take([int(self.indices[0])], columns=CHANNEL_COLUMNS).to_pylist()[0]
             meta = row.get("metadata") or {}
@@ -214,23 +214,24 @@ class LanceChipDataset(Dataset):
     def __getitems__(self, items: Sequence[int | tuple[int, int]]) -> list[Sample]:
         """One Lance `take` for a whole batch (the DataLoader calls this when it exists)."""
         seeds = [it[1] if isinstance(it, tuple | list) else None for it in items]
-        items = [int(it[0]) if isinstance(it, tuple | list) else int(it) for it in items]
+        picks = [int(it[0]) if isinstance(it, tuple | list) else int(it) for it in items]
         n = len(self)
-        for i in items:
+        for i in picks:
             if not -n <= i < n:
                 raise IndexError(f"index {i} out of range for {n} samples")
-        items = [i % n for i in items]
-        rows = self.dataset.take([int(self.indices[i]) for i in items], columns=self._columns())
+        picks = [i % n for i in picks]
+        rows = self.dataset.take([int(self.indices[i]) for i in picks], columns=self._columns())
         cols = {c: rows.column(c).to_pylist() for c in self._columns()}
         out = []
-        for j, i in enumerate(items):
+        transform: Any = self.transform  # takes an optional generator (see the docstring)
+        for j, i in enumerate(picks):
             sample = self._decode(i, {c: cols[c][j] for c in cols})
-            if self.transform is not None:
-                if seeds[j] is None:
-                    sample = self.transform(sample)
+            if transform is not None:
+                seed = seeds[j]
+                if seed is None:
+                    sample = transform(sample)
                 else:
-                    g = torch.Generator().manual_seed(int(seeds[j]))
-                    sample = self.transform(sample, g)
+                    sample = transform(sample, torch.Generator().manual_seed(int(seed)))
             out.append(sample)
         return out
 

@@ -131,8 +131,8 @@ def candidates(encoder_name: str, name: str) -> Candidates:
         cfg = timm.models.get_pretrained_cfg(f"{model}.{tag}")
         if cfg is None:
             continue
-        if cfg.url:
-            files.append(cfg.url.rsplit("/", 1)[-1])
+        urls = [cfg.url] if isinstance(cfg.url, str) else list(cfg.url or ())
+        files += [url.rsplit("/", 1)[-1] for url in urls if url]
         if cfg.hf_hub_id:
             repos.append(cfg.hf_hub_id)
     return Candidates(list(dict.fromkeys(files)), list(dict.fromkeys(repos)))

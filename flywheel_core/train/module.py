@@ -183,7 +183,7 @@ class PVSegmentationModule(LightningModule):
         self.test_prefix = "test"
 
     @classmethod
-    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> PVSegmentationModule:  # type: ignore[override]
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> PVSegmentationModule:
         """Lightning's loader, without looking the encoder's initial weights up again."""
         token = _RESTORING.set(True)
         try:
@@ -204,7 +204,10 @@ class PVSegmentationModule(LightningModule):
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         bce = F.binary_cross_entropy_with_logits(logits, target)
-        return self.hparams.dice_weight * self.dice(logits, target) + self.hparams.bce_weight * bce
+        return (
+            self.hparams["dice_weight"] * self.dice(logits, target)
+            + self.hparams["bce_weight"] * bce
+        )
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,6 +224,7 @@ class PVSegmentationModule(LightningModule):
         logits = self(image)
         loss = self.loss(logits, mask)
         m = self.metrics[f"{metrics or stage}_metrics"]
+        assert isinstance(m, MetricCollection)
         m.update(logits.detach().sigmoid(), mask.int())
         n = image.shape[0]
         on_step = stage == "train" and self.training
@@ -243,12 +247,12 @@ class PVSegmentationModule(LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
-        if self.hparams.scheduler == "none":
+        if self.hparams["scheduler"] == "none":
             return opt
         total = int(self.trainer.estimated_stepping_batches)
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=self.hparams.lr, total_steps=max(total, 1), pct_start=0.15
+            opt, max_lr=self.hparams["lr"], total_steps=max(total, 1), pct_start=0.15
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -298,28 +298,28 @@ def build_samples(
     for c in hard_candidates or []:
         by_place.setdefault(position_key(c["neighbour_uid"]), []).append(c)
     test = pv_like(chips, masks, settings)
-    counts: dict[str, int | float | str] = dict.fromkeys(
+    tally = dict.fromkeys(
         ("positives", "negatives", "hard_negatives", "ambiguous", "no_msi", "pv_like_unlabeled"), 0
     )
     rows, clean, hard = [], [], []
     fractions = settings.split_fractions
     for chip in chips:
         if chip["chip_id"] not in msi_by_chip:
-            counts["no_msi"] += 1
+            tally["no_msi"] += 1
             continue
         ms = masks_by_chip.get(chip["chip_id"], [])
         if ms and all(m["accepted"] for m in ms):
             rows.append(_row(chip, msi_by_chip[chip["chip_id"]], ms, split_level, fractions))
-            counts["positives"] += 1
+            tally["positives"] += 1
         elif ms:
-            counts["ambiguous"] += 1
+            tally["ambiguous"] += 1
         elif position_key(chip["chip_id"]) in by_place:
             hard.append(chip)
         elif test.fraction(chip) > settings.negative_max_pv_fraction:
-            counts["pv_like_unlabeled"] += 1
+            tally["pv_like_unlabeled"] += 1
         else:
             clean.append(chip)
-    positives = int(counts["positives"])
+    positives = tally["positives"]
     n_hard = max(round(settings.hard_negative_ratio * positives), 1) if hard else 0
     info = {c["chip_id"]: _hard_negative(by_place[position_key(c["chip_id"])]) for c in hard}
     hard.sort(key=lambda c: (info[c["chip_id"]]["min_distance"], _rank(c["chip_id"])))
@@ -328,11 +328,11 @@ def build_samples(
         rows.append(
             _row(chip, msi_row, [], split_level, fractions, "hard", info[chip["chip_id"]], test.cut)
         )
-        counts["hard_negatives"] += 1
+        tally["hard_negatives"] += 1
     n_clean = max(round(settings.negative_ratio * positives), settings.min_negatives)
     for chip in sorted(clean, key=lambda c: _rank(c["chip_id"]))[:n_clean]:
         msi_row = msi_by_chip[chip["chip_id"]]
         rows.append(_row(chip, msi_row, [], split_level, fractions, "clean", None, test.cut))
-        counts["negatives"] += 1
-    counts["pv_like"] = test.describe()
+        tally["negatives"] += 1
+    counts: dict[str, int | float | str] = {**tally, "pv_like": test.describe()}
     return rows, counts

@@ -179,6 +179,22 @@ def test_best_weights_keep_the_best_iou_break_ties_on_loss_and_stop_on_patience(
     assert not BestWeights(steps=10, patience=1).restore(net)
 
 
+def test_too_few_val_panels_keep_the_final_weights(pv_table, tmp_path):
+    # The settings that stop early above, but val holds fewer chips with panels than asked for:
+    # the curve is still recorded, nothing stops early and the final weights are kept.
+    cfg = TrainConfig.tiny(steps=24, val_every=4, patience=1, lr=5e-2, min_val_positives=10_000)
+    result = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path, cfg, "few-val")
+    m = result.metrics
+    assert m["steps_run"] == 24 and m["stopped_step"] is None and m["best_step"] is None
+    assert [h["step"] for h in result.history] == [4, 8, 12, 16, 20, 24]
+    assert result.weights.startswith("final weights after 24 steps (val has ")
+    assert "fewer than min_val_positives=10000" in result.weights
+    # the scores are the last evaluation's, whichever evaluation was best
+    assert m["val/iou"] == pytest.approx(result.history[-1]["iou"], abs=1e-6)
+    with pytest.raises(ValueError, match="min_val_positives"):
+        TrainConfig(min_val_positives=-1)
+
+
 def test_val_based_stop_restores_the_best_weights(pv_table, tmp_path):
     # a high learning rate and a small patience: val IoU soon stops improving
     cfg = TrainConfig.tiny(steps=400, val_every=4, patience=2, lr=5e-2)
@@ -213,7 +229,7 @@ def _few_label_table(root):
 @pytest.mark.slow
 def test_a_round_with_few_labels_learns(tmp_path):
     db = _few_label_table(tmp_path)
-    # the defaults (steps, batch 8, 128² crops, positive-aware sampling, photometric), with a
+    # the defaults (steps, batch 8, 96² crops, positive-aware sampling, photometric), with a
     # random encoder so the result does not depend on this machine's weight caches
     cfg = TrainConfig(encoder_weights=None, seed=1)
     result = train_model(db, "training_data", tmp_path / "out", cfg, "few")

@@ -134,12 +134,13 @@ class TransformersSamBackend:
         self.device = _torch_device(device)
         self.dtype = _torch_dtype(dtype, self.device)
 
-        if model_type == "sam2":
-            from transformers import Sam2Model as model_cls
-            from transformers import Sam2Processor as processor_cls
-        else:
-            from transformers import SamModel as model_cls
-            from transformers import SamProcessor as processor_cls
+        import transformers
+
+        # SAM and SAM 2 share the loading interface; the classes differ by model type
+        model_cls: Any = transformers.Sam2Model if model_type == "sam2" else transformers.SamModel
+        processor_cls: Any = (
+            transformers.Sam2Processor if model_type == "sam2" else transformers.SamProcessor
+        )
 
         local_only = _local_files_only()
         try:
@@ -310,8 +311,8 @@ def write_tiny_sam(folder: Path, kind: str = "sam") -> Path:
         if kind == "sam2":
             from transformers import Sam2ImageProcessor, Sam2Model, Sam2Processor
 
-            model = Sam2Model(config)
-            processor = Sam2Processor(image_processor=Sam2ImageProcessor())
+            model: Any = Sam2Model(config)
+            processor: Any = Sam2Processor(image_processor=Sam2ImageProcessor())
         else:
             from transformers import SamImageProcessor, SamModel, SamProcessor
 
