@@ -18,7 +18,7 @@ from flywheel_core.geo.s2 import InvalidCellError, cells_around, parse_token
 from flywheel_core.settings import Settings
 
 if TYPE_CHECKING:
-    from flywheel_core.imagery.world_settings import WorldSettings
+    from flywheel_core.world.world_settings import WorldSettings
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,7 +59,7 @@ def _tokens(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
 
 def _setting(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A click callback validating one WorldSettings field, with the field's own message."""
-    from flywheel_core.imagery.world_settings import check_field
+    from flywheel_core.world.world_settings import check_field
 
     def callback(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
         if value is None:
@@ -100,7 +100,7 @@ def parse_panel_mix(text: str | Mapping[str, float]) -> dict[str, float]:
 
 
 def _default_mix() -> str:
-    from flywheel_core.imagery.world_settings import DEFAULT_PANEL_MIX
+    from flywheel_core.world.world_settings import DEFAULT_PANEL_MIX
 
     return ",".join(f"{t}={w:g}" for t, w in DEFAULT_PANEL_MIX)
 
@@ -216,7 +216,7 @@ def world_options(fn: F | None = None, /, **defaults: Any) -> Any:
 
 def world_settings_from_options(**kwargs: Any) -> WorldSettings:
     """The WorldSettings of `world_options`' values (other keyword arguments are ignored)."""
-    from flywheel_core.imagery.world_settings import FIELD_NAMES, WorldSettings
+    from flywheel_core.world.world_settings import FIELD_NAMES, WorldSettings
 
     values = {k: v for k, v in kwargs.items() if k in FIELD_NAMES and v is not None}
     try:
@@ -280,7 +280,7 @@ def generate(
     **world_kwargs: Any,
 ) -> None:
     """Generate the synthetic world: scenes, truth, look-alikes, seed labels, STAC, preview."""
-    from flywheel_core.imagery.synthetic import generate_world  # heavy imports only when used
+    from flywheel_core.world.synthetic import generate_world  # heavy imports only when used
 
     world_settings = world_settings_from_options(**world_kwargs)
     settings = Settings.from_env()
@@ -299,8 +299,8 @@ def generate(
 
 def summary(manifest: Any) -> str:
     """What `flywheel world generate` prints about the world it wrote."""
-    from flywheel_core.imagery.layout import DISTRACTOR_KINDS
-    from flywheel_core.imagery.world_settings import PANEL_TYPES
+    from flywheel_core.world.layout import DISTRACTOR_KINDS
+    from flywheel_core.world.world_settings import PANEL_TYPES
 
     c, ws = manifest.counts, manifest.settings
     months = sorted({d.replace(day=1).isoformat() for d in manifest.dates})

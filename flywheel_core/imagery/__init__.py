@@ -1,6 +1,6 @@
-"""Imagery: the deterministic synthetic world (VHR + Sentinel-2 L2A scenes, truth, seed labels).
+"""Imagery that real data uses: sources behind one interface, chips, radiometry and indices.
 
-The synthetic world stands in for real imagery, which cannot be downloaded here; it keeps the
-ground truth hidden from the flywheel so that label recall and precision can be measured.
-Entry point: `flywheel_core.imagery.synthetic.generate_world`.
+`sources/` finds and reads scenes (synthetic world, local rasters, Core-Five, Satellogic
+EarthView, Sentinel-2 L2A from a STAC API); `vhr_chips` and `msi_chips` cut and align them.
+The synthetic world's generator lives in `flywheel_core.world`.
 """

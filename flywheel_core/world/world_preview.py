@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from shapely.geometry.base import BaseGeometry
 
-from flywheel_core.imagery.grid import SceneGrid
+from flywheel_core.world.grid import SceneGrid
 from flywheel_core.preview import CELL_OUTLINE, OUTLINE, contact_sheet, save, stretch
 
 THUMB_PX = 192

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flywheel_core.imagery.landcover import N_CLASSES, LandCover
-from flywheel_core.imagery.noise import key64, pixel_noise
-from flywheel_core.imagery.render import SceneLayers
-from flywheel_core.imagery.spectra import BAND_INDEX, CLOUD_REFLECTANCE, S2_BANDS, seasonal_table
-from flywheel_core.imagery.vhr import CLOUD_SHADOW_DEPTH, CLOUD_THRESHOLD, shadow_factor
+from flywheel_core.world.landcover import N_CLASSES, LandCover
+from flywheel_core.world.noise import key64, pixel_noise
+from flywheel_core.world.render import SceneLayers
+from flywheel_core.world.spectra import BAND_INDEX, CLOUD_REFLECTANCE, S2_BANDS, seasonal_table
+from flywheel_core.world.vhr import CLOUD_SHADOW_DEPTH, CLOUD_THRESHOLD, shadow_factor
 
 VHR_PER_10M = 32
 

@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from flywheel_core.geo.s2 import parse_token
-from flywheel_core.imagery import paths
-from flywheel_core.imagery.clouds import is_cloudy
-from flywheel_core.imagery.grid import SceneGrid, cell_polygon_utm
-from flywheel_core.imagery.layout import DISTRACTOR_KINDS, layout_in
-from flywheel_core.imagery.render import SceneLayers, neighbourhood, render_layers
-from flywheel_core.imagery.scenes import GENERATOR_VERSION, write_s2_scene, write_vhr_scene
-from flywheel_core.imagery.sentinel2 import render_s2
-from flywheel_core.imagery.stac import write_catalog
-from flywheel_core.imagery.truth import distractor_frame, seed_label_frame, truth_frame
-from flywheel_core.imagery.world_preview import Thumb, thumbnail, write_preview
-from flywheel_core.imagery.world_settings import PANEL_TYPES, WorldSettings
+from flywheel_core.world import paths
+from flywheel_core.world.clouds import is_cloudy
+from flywheel_core.world.grid import SceneGrid, cell_polygon_utm
+from flywheel_core.world.layout import DISTRACTOR_KINDS, layout_in
+from flywheel_core.world.render import SceneLayers, neighbourhood, render_layers
+from flywheel_core.world.scenes import GENERATOR_VERSION, write_s2_scene, write_vhr_scene
+from flywheel_core.world.sentinel2 import render_s2
+from flywheel_core.world.stac import write_catalog
+from flywheel_core.world.truth import distractor_frame, seed_label_frame, truth_frame
+from flywheel_core.world.world_preview import Thumb, thumbnail, write_preview
+from flywheel_core.world.world_settings import PANEL_TYPES, WorldSettings
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def generate_world(
         "cloudy_scenes": len(cloudy),
     }
     world = {
-        "generator": "flywheel_core.imagery.synthetic",
+        "generator": "flywheel_core.world.synthetic",
         "version": GENERATOR_VERSION,
         "cells": cells,
         "dates": [d.isoformat() for d in dates],

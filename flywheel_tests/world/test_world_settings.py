@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from flywheel_core.imagery.world_settings import FIELD_NAMES, LayoutParams, WorldSettings
+from flywheel_core.world.world_settings import FIELD_NAMES, LayoutParams, WorldSettings
 
 
 def test_defaults_are_the_documented_ones():
@@ -64,7 +64,7 @@ def test_unknown_settings_are_named():
 
 def test_generate_world_takes_settings_and_overrides(tmp_path):
     from flywheel_core.geo.s2 import cell_from_lonlat
-    from flywheel_core.imagery.synthetic import generate_world
+    from flywheel_core.world.synthetic import generate_world
 
     cell = cell_from_lonlat(11.58, 48.14, 16)
     with pytest.raises(ValueError, match=r"unknown world setting.*seeed"):

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from flywheel_core.imagery import paths
+from flywheel_core.world import paths
 from flywheel_core.imagery.cog import write_cog
-from flywheel_core.imagery.render import SceneLayers
-from flywheel_core.imagery.sentinel2 import S2Scene
-from flywheel_core.imagery.spectra import S2_BANDS, VHR_BANDS
-from flywheel_core.imagery.stac import S2_COLLECTION, VHR_COLLECTION, AssetSpec, SceneRecord
-from flywheel_core.imagery.vhr import render_vhr, vhr_cloud_cover
+from flywheel_core.world.render import SceneLayers
+from flywheel_core.world.sentinel2 import S2Scene
+from flywheel_core.world.spectra import S2_BANDS, VHR_BANDS
+from flywheel_core.world.stac import S2_COLLECTION, VHR_COLLECTION, AssetSpec, SceneRecord
+from flywheel_core.world.vhr import render_vhr, vhr_cloud_cover
 
 GENERATOR_VERSION = "2.0.0"
 BASELINE_0400 = date(2022, 1, 25)  # processing baseline 04.00 introduced BOA_ADD_OFFSET

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 
 from flywheel_core.geo.s2 import cell_from_lonlat
-from flywheel_core.imagery.landcover import LandCover
-from flywheel_core.imagery.render import render_layers
-from flywheel_core.imagery.sentinel2 import render_s2
-from flywheel_core.imagery.spectra import (
+from flywheel_core.world.landcover import LandCover
+from flywheel_core.world.render import render_layers
+from flywheel_core.world.sentinel2 import render_s2
+from flywheel_core.world.spectra import (
     BAND_INDEX,
     reflectance_table,
     season,
     seasonal_table,
 )
-from flywheel_core.imagery.vhr import render_vhr
-from flywheel_core.imagery.world_settings import WorldSettings
+from flywheel_core.world.vhr import render_vhr
+from flywheel_core.world.world_settings import WorldSettings
 
 JANUARY, JULY = date(2024, 1, 15), date(2024, 7, 15)
 STILL = WorldSettings(cloudy_dates_fraction=0.0, scene_variation=0.0)

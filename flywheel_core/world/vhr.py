@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from flywheel_core.imagery.grid import VHR_GSD_M, SceneGrid
-from flywheel_core.imagery.landcover import GROUND, N_CLASSES, PV
-from flywheel_core.imagery.noise import key64, pixel_noise, value_noise
-from flywheel_core.imagery.render import GLINT, SceneLayers
-from flywheel_core.imagery.spectra import (
+from flywheel_core.world.grid import VHR_GSD_M, SceneGrid
+from flywheel_core.world.landcover import GROUND, N_CLASSES, PV
+from flywheel_core.world.noise import key64, pixel_noise, value_noise
+from flywheel_core.world.render import GLINT, SceneLayers
+from flywheel_core.world.spectra import (
     VHR_BANDS,
     VHR_CLOUD_REFLECTANCE,
     VHR_FRAME_LIFT,

@@ -28,9 +28,9 @@ from functools import lru_cache
 import numpy as np
 
 from flywheel_core.geo.s2 import cell_center
-from flywheel_core.imagery.noise import rng
-from flywheel_core.imagery.spectra import S2_BANDS, Season, season
-from flywheel_core.imagery.sun import Sun, sun_at, true_north_in_grid_deg
+from flywheel_core.world.noise import rng
+from flywheel_core.world.spectra import S2_BANDS, Season, season
+from flywheel_core.world.sun import Sun, sun_at, true_north_in_grid_deg
 
 VHR_WAVELENGTH_NM = (665.0, 560.0, 490.0, 842.0)  # red, green, blue, nir
 HAZE_BLUE_MEAN, HAZE_BLUE_SPREAD = 0.012, 0.010

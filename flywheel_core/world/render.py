@@ -22,15 +22,15 @@ from scipy.ndimage import gaussian_filter
 from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.s2 import parse_token
-from flywheel_core.imagery.clouds import cell_clouds, clouds_in
-from flywheel_core.imagery.conditions import SceneConditions, scene_conditions
-from flywheel_core.imagery.geometry import cast_shadows
-from flywheel_core.imagery.grid import VHR_GSD_M, SceneGrid, cell_polygon_utm, scene_grid
-from flywheel_core.imagery.ground import fields, roads
-from flywheel_core.imagery.landcover import LandCover
-from flywheel_core.imagery.layout import layout_in
-from flywheel_core.imagery.noise import key64, value_noise
-from flywheel_core.imagery.objects import (  # noqa: F401  (detail codes re-exported)
+from flywheel_core.world.clouds import cell_clouds, clouds_in
+from flywheel_core.world.conditions import SceneConditions, scene_conditions
+from flywheel_core.world.geometry import cast_shadows
+from flywheel_core.world.grid import VHR_GSD_M, SceneGrid, cell_polygon_utm, scene_grid
+from flywheel_core.world.ground import fields, roads
+from flywheel_core.world.landcover import LandCover
+from flywheel_core.world.layout import layout_in
+from flywheel_core.world.noise import key64, value_noise
+from flywheel_core.world.objects import (  # noqa: F401  (detail codes re-exported)
     FRAME,
     GLINT,
     MARKING,
@@ -40,8 +40,8 @@ from flywheel_core.imagery.objects import (  # noqa: F401  (detail codes re-expo
     CellLayout,
     Installation,
 )
-from flywheel_core.imagery.sun import shadow_direction
-from flywheel_core.imagery.world_settings import WorldSettings
+from flywheel_core.world.sun import shadow_direction
+from flywheel_core.world.world_settings import WorldSettings
 
 CLOUD_STEP = 8  # clouds are rasterised at 8 VHR pixels (2.5 m), then blurred and upsampled
 CLOUD_PAD = 8

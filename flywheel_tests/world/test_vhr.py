@@ -16,12 +16,12 @@ from scipy.ndimage import binary_erosion
 
 from flywheel_core.geo.projection import reproject as reproject_geom
 from flywheel_core.geo.s2 import cell_from_lonlat
-from flywheel_core.imagery.landcover import PANEL_CLASSES
-from flywheel_core.imagery.objects import FRAME
-from flywheel_core.imagery.render import render_layers
-from flywheel_core.imagery.spectra import S2_BANDS
-from flywheel_core.imagery.vhr import render_vhr
-from flywheel_core.imagery.world_settings import WorldSettings
+from flywheel_core.world.landcover import PANEL_CLASSES
+from flywheel_core.world.objects import FRAME
+from flywheel_core.world.render import render_layers
+from flywheel_core.world.spectra import S2_BANDS
+from flywheel_core.world.vhr import render_vhr
+from flywheel_core.world.world_settings import WorldSettings
 from flywheel_tests.fixtures.world import TINY_CELL, TINY_DATES, TINY_PARAMS
 
 LATE = TINY_DATES[1]
@@ -88,7 +88,7 @@ def _sha(path) -> str:
 
 @pytest.fixture(scope="module")
 def gsd_worlds(tmp_path_factory):
-    from flywheel_core.imagery.synthetic import generate_world
+    from flywheel_core.world.synthetic import generate_world
 
     out = {}
     for gsd in (0.3125, 0.5, 1.0, 0.3):

@@ -13,7 +13,7 @@ from datetime import date
 from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.projection import reproject
-from flywheel_core.imagery.landcover import PANEL_TYPE_OF, LandCover
+from flywheel_core.world.landcover import PANEL_TYPE_OF, LandCover
 
 # Codes of a scene's `detail` layer: thin features drawn over an object's colour.
 FRAME, GLINT, SEAM, RIB, TUBE, MARKING = 1, 2, 3, 4, 5, 6

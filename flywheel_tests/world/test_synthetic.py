@@ -22,9 +22,9 @@ from scipy.ndimage import binary_erosion
 
 from flywheel_core.geo.projection import reproject, utm_epsg
 from flywheel_core.geo.s2 import cell_center, cell_from_lonlat, cell_polygon
-from flywheel_core.imagery.grid import VHR_GSD_M
-from flywheel_core.imagery.sentinel2 import SCL_CLOUDS
-from flywheel_core.imagery.spectra import S2_BANDS
+from flywheel_core.world.grid import VHR_GSD_M
+from flywheel_core.world.sentinel2 import SCL_CLOUDS
+from flywheel_core.world.spectra import S2_BANDS
 from flywheel_tests.fixtures.world import TINY_CELL, TINY_DATES, TINY_PARAMS
 
 EARLY, LATE = TINY_DATES
@@ -82,14 +82,14 @@ VARIED = {
 
 def test_same_settings_give_identical_files_across_processes(tmp_path):
     """A fresh interpreter with another hash salt must write the very same bytes."""
-    from flywheel_core.imagery.synthetic import generate_world
-    from flywheel_core.imagery.world_settings import WorldSettings
+    from flywheel_core.world.synthetic import generate_world
+    from flywheel_core.world.world_settings import WorldSettings
 
     settings = WorldSettings(**VARIED)
     args = f"[{SMALL_CELL!r}], [__import__('datetime').date(2024, 6, 1)]"
     code = (
-        "from pathlib import Path; from flywheel_core.imagery.synthetic import generate_world; "
-        "from flywheel_core.imagery.world_settings import WorldSettings; "
+        "from pathlib import Path; from flywheel_core.world.synthetic import generate_world; "
+        "from flywheel_core.world.world_settings import WorldSettings; "
         f"generate_world(Path({str(tmp_path / 'a')!r}), {args}, "
         f"WorldSettings.from_dict({settings.to_dict()!r}))"
     )
@@ -106,7 +106,7 @@ def test_same_settings_give_identical_files_across_processes(tmp_path):
 
 
 def test_different_seed_gives_a_different_world(tmp_path):
-    from flywheel_core.imagery.synthetic import generate_world
+    from flywheel_core.world.synthetic import generate_world
 
     day = date(2024, 6, 1)
     m1 = generate_world(tmp_path / "s1", [SMALL_CELL], [day], seed=1)
@@ -327,7 +327,7 @@ def test_adjacent_scenes_agree_in_their_overlap(tmp_path, gsd, cloudy):
     """Also where each cell has its own light, haze and noise (every pixel takes its own
     cell's), under clouds, and on a lattice that does not divide the 20 m scene grid."""
     from flywheel_core.geo.s2 import cells_around
-    from flywheel_core.imagery.synthetic import generate_world
+    from flywheel_core.world.synthetic import generate_world
 
     a, b = cells_around(11.58, 48.14, 16, 2)
     day = date(2021, 6, 1)
@@ -352,7 +352,7 @@ LOOK_DAY = date(2024, 6, 15)
 @pytest.fixture(scope="module")
 def look_world(tmp_path_factory):
     """One level-15 cell with twice the default look-alikes: every kind appears."""
-    from flywheel_core.imagery.synthetic import generate_world
+    from flywheel_core.world.synthetic import generate_world
 
     return generate_world(
         tmp_path_factory.mktemp("looks"),
@@ -387,7 +387,7 @@ def _check_kind(kind: str, px: np.ndarray) -> bool:
 
 
 def test_every_look_alike_kind_appears_in_the_table_and_the_pixels(look_world):
-    from flywheel_core.imagery.layout import DISTRACTOR_KINDS
+    from flywheel_core.world.layout import DISTRACTOR_KINDS
 
     looks = gpd.read_parquet(look_world.distractors_path)
     assert set(looks.kind) == set(DISTRACTOR_KINDS)
@@ -411,7 +411,7 @@ def test_every_look_alike_kind_appears_in_the_table_and_the_pixels(look_world):
 def test_the_preview_shows_every_scene(look_world):
     from PIL import Image
 
-    from flywheel_core.imagery.world_preview import DISTRACTOR_OUTLINE
+    from flywheel_core.world.world_preview import DISTRACTOR_OUTLINE
     from flywheel_core.preview import OUTLINE
 
     with Image.open(look_world.preview_path) as im:
@@ -518,7 +518,7 @@ def test_world_options_are_reusable_by_other_commands():
     import click
 
     from flywheel_cli.world import world_options, world_settings_from_options
-    from flywheel_core.imagery.world_settings import WorldSettings
+    from flywheel_core.world.world_settings import WorldSettings
 
     seen = {}
 

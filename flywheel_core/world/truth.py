@@ -18,10 +18,10 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.projection import area_m2, reproject
-from flywheel_core.imagery.layout import cell_layout
-from flywheel_core.imagery.noise import key64, rng
-from flywheel_core.imagery.objects import Distractor, Installation
-from flywheel_core.imagery.world_settings import LayoutParams
+from flywheel_core.world.layout import cell_layout
+from flywheel_core.world.noise import key64, rng
+from flywheel_core.world.objects import Distractor, Installation
+from flywheel_core.world.world_settings import LayoutParams
 
 VERTEX_NOISE_OF_JITTER = 0.2  # vertex noise std as a fraction of the shift std ("mild")
 

@@ -33,11 +33,11 @@ from shapely.geometry import MultiLineString, Point, box
 from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.s2 import cell_center
-from flywheel_core.imagery import pv
-from flywheel_core.imagery.geometry import blob, local_north, to_world
-from flywheel_core.imagery.grid import cell_epsg, cell_polygon_utm
-from flywheel_core.imagery.ground import roads
-from flywheel_core.imagery.landcover import (
+from flywheel_core.world import pv
+from flywheel_core.world.geometry import blob, local_north, to_world
+from flywheel_core.world.grid import cell_epsg, cell_polygon_utm
+from flywheel_core.world.ground import roads
+from flywheel_core.world.landcover import (
     CAR_COLOURS,
     COMMERCIAL_PV_ROOFS,
     COMMERCIAL_ROOFS,
@@ -45,9 +45,9 @@ from flywheel_core.imagery.landcover import (
     RESIDENTIAL_ROOFS,
     LandCover,
 )
-from flywheel_core.imagery.noise import key64
-from flywheel_core.imagery.noise import rng as keyed_rng
-from flywheel_core.imagery.objects import (
+from flywheel_core.world.noise import key64
+from flywheel_core.world.noise import rng as keyed_rng
+from flywheel_core.world.objects import (
     FRAME,
     MARKING,
     RIB,
@@ -61,7 +61,7 @@ from flywheel_core.imagery.objects import (
     Surface,
     reprojected,
 )
-from flywheel_core.imagery.world_settings import LayoutParams
+from flywheel_core.world.world_settings import LayoutParams
 
 INSTALL_START = date(2022, 1, 1)
 INSTALL_END = date(2025, 6, 30)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flywheel_core.imagery.landcover import N_CLASSES, LandCover
-from flywheel_core.imagery.objects import FRAME, MARKING, N_DETAIL_CODES, RIB, SEAM, TUBE
+from flywheel_core.world.landcover import N_CLASSES, LandCover
+from flywheel_core.world.objects import FRAME, MARKING, N_DETAIL_CODES, RIB, SEAM, TUBE
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from flywheel_core.geo.s2 import cell_from_lonlat
-from flywheel_core.imagery.conditions import scene_conditions
+from flywheel_core.world.conditions import scene_conditions
 
 SMALL_CELL = cell_from_lonlat(11.58, 48.14, 16)
 DATES = [date(2024, 5, 1), date(2024, 6, 1), date(2024, 7, 1)]
@@ -44,7 +44,7 @@ def _items(world, prefix: str) -> list[pystac.Item]:
 
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
-    from flywheel_core.imagery.synthetic import generate_world
+    from flywheel_core.world.synthetic import generate_world
 
     return {
         v: generate_world(
@@ -91,7 +91,7 @@ def test_scene_variation_changes_the_recorded_per_scene_values(worlds):
 
 
 def _sun_illumination(elevation: float) -> float:
-    from flywheel_core.imagery.sun import Sun
+    from flywheel_core.world.sun import Sun
 
     return Sun(elevation, 0.0, 0.0).illumination
 

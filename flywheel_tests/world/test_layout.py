@@ -8,10 +8,10 @@ import pytest
 import shapely
 
 from flywheel_core.geo.s2 import cells_around
-from flywheel_core.imagery.landcover import LandCover
-from flywheel_core.imagery.layout import DISTRACTOR_KINDS, cell_layout
-from flywheel_core.imagery.truth import distractor_frame, truth_frame
-from flywheel_core.imagery.world_settings import WorldSettings
+from flywheel_core.world.landcover import LandCover
+from flywheel_core.world.layout import DISTRACTOR_KINDS, cell_layout
+from flywheel_core.world.truth import distractor_frame, truth_frame
+from flywheel_core.world.world_settings import WorldSettings
 
 CELLS = cells_around(11.58, 48.14, 15, 8)
 LOOK_ALIKE_CLASSES = {

@@ -11,17 +11,17 @@ from rasterio.features import rasterize
 from shapely import affinity
 
 from flywheel_core.geo.s2 import cell_from_lonlat
-from flywheel_core.imagery.landcover import LandCover
-from flywheel_core.imagery.layout import cell_layout
-from flywheel_core.imagery.render import render_layers
-from flywheel_core.imagery.sun import (
+from flywheel_core.world.landcover import LandCover
+from flywheel_core.world.layout import cell_layout
+from flywheel_core.world.render import render_layers
+from flywheel_core.world.sun import (
     SHADOW_ELEVATION_FLOOR_DEG,
     shadow_direction,
     sun_at,
     true_north_in_grid_deg,
 )
-from flywheel_core.imagery.vhr import render_vhr
-from flywheel_core.imagery.world_settings import WorldSettings
+from flywheel_core.world.vhr import render_vhr
+from flywheel_core.world.world_settings import WorldSettings
 
 MUNICH = (11.58, 48.14)
 MELBOURNE = (144.96, -37.81)

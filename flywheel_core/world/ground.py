@@ -16,8 +16,8 @@ import shapely
 from shapely.geometry import LineString, MultiPoint, box
 from shapely.geometry.base import BaseGeometry
 
-from flywheel_core.imagery.landcover import FIELD_CLASSES, LandCover
-from flywheel_core.imagery.noise import hash_uniform, key64
+from flywheel_core.world.landcover import FIELD_CLASSES, LandCover
+from flywheel_core.world.noise import hash_uniform, key64
 
 FIELD_SPACING_M = 70.0
 ROAD_SPACING_M = 250.0

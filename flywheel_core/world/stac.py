@@ -16,7 +16,7 @@ from pathlib import Path
 import pystac
 from shapely.geometry import mapping
 
-from flywheel_core.imagery.grid import SceneGrid
+from flywheel_core.world.grid import SceneGrid
 
 VHR_COLLECTION = "synthetic-vhr"
 S2_COLLECTION = "synthetic-s2-l2a"

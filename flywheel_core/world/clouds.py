@@ -21,10 +21,10 @@ from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.projection import reproject
 from flywheel_core.geo.s2 import cell_center
-from flywheel_core.imagery.geometry import blob
-from flywheel_core.imagery.grid import cell_epsg, cell_polygon_utm
-from flywheel_core.imagery.noise import key64, rng
-from flywheel_core.imagery.sun import shadow_direction, sun_at, true_north_in_grid_deg
+from flywheel_core.world.geometry import blob
+from flywheel_core.world.grid import cell_epsg, cell_polygon_utm
+from flywheel_core.world.noise import key64, rng
+from flywheel_core.world.sun import shadow_direction, sun_at, true_north_in_grid_deg
 
 # (relative size, opacity) of the nested cloud levels: thin edge, body, optically thick core.
 CLOUD_LEVELS: tuple[tuple[float, float], ...] = ((1.0, 0.25), (0.72, 0.6), (0.42, 0.95))
