@@ -40,10 +40,10 @@ def prepare(
     from flywheel_assets.partitions import S2_CELLS_NAME
     from flywheel_cli.instance import get_instance
     from flywheel_core.geo.s2 import cells_around
-    from flywheel_core.world.synthetic import generate_world
     from flywheel_core.labels.ingest import import_label_file
     from flywheel_core.lake.config import LakeConfig
     from flywheel_core.lake.connection import lake_connection
+    from flywheel_core.world.synthetic import generate_world
 
     cells = cells_around(lon, lat, settings.s2_level, n_cells)
     click.echo(f"world: {len(cells)} cells x {len(days)} dates -> {settings.world_dir}")

@@ -18,6 +18,10 @@ COMMANDS = {
         "flywheel_cli.embeddings:embeddings",
         "The embedding export: QA and DuckDB vss nearest neighbours.",
     ),
+    "imagery": (
+        "flywheel_cli.imagery:imagery",
+        "Imagery sources: the scenes they find for a cell and date, with a preview.",
+    ),
     "eval": ("flywheel_cli.evaluate:evaluate", "Measure the flywheel against the hidden truth."),
     "rasters": ("flywheel_cli.rasters:rasters", "Raster datasets: register, tile, list, show."),
     "rounds": ("flywheel_cli.rounds:rounds", "Turn the flywheel N rounds and measure each."),

@@ -17,12 +17,13 @@ from PIL import Image
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
+from flywheel_assets.scenes import partition_scene
 from flywheel_core.geo.s2 import cell_polygon
 from flywheel_core.imagery import qa
 from flywheel_core.imagery.mosaic import chips_mosaic, msi_mosaics
 from flywheel_core.imagery.msi_chips import MSI_CHIP_SCHEMA, S2Scene, iter_msi_chips
 from flywheel_core.imagery.vhr_chips import VHR_CHIP_SCHEMA, VhrScene, iter_vhr_chips, rows_to_table
-from flywheel_core.partitions import CellDate, window_end
+from flywheel_core.partitions import CellDate
 from flywheel_core.preview import contact_sheet, placeholder
 from flywheel_core.rasters.scenes import record_vhr_scene
 from flywheel_resources.ducklake import DuckLakeResource
@@ -74,20 +75,14 @@ def vhr_chips(
     """
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     area = cell_polygon(part.cell)
-    ref = imagery.catalog().find(
-        imagery.vhr_collection, area, part.date, window_end(part.date, SETTINGS.date_grain)
-    )
+    found = partition_scene(context, imagery, "vhr", part)
     rows: list[dict] = []
-    if ref is None:
-        message = (
-            f"no {imagery.vhr_collection} scene covers cell {part.cell} "
-            f"in the window starting {part.date}"
-        )
-        context.log.warning(message + ": the partition materializes empty")
-        img: Image.Image = placeholder(message)
+    if found is None:
+        img: Image.Image = placeholder(f"{imagery.vhr_source}: no VHR scene for {part.key}")
     else:
-        scene = VhrScene(ref.assets["image"], ref.item_id, ref.collection, ref.acquired)
-        context.log.info(f"chipping {ref.item_id} ({ref.coverage:.0%} of the cell covered)")
+        scene = VhrScene(
+            found.files["image"], found.scene_id, found.scene.sensor, found.scene.acquired
+        )
         for row in iter_vhr_chips(
             scene,
             part.cell,
@@ -103,15 +98,16 @@ def vhr_chips(
         img = (
             Image.fromarray(chips_mosaic(rows))
             if rows
-            else placeholder(f"{ref.item_id}: no chip centre inside the cell")
+            else placeholder(f"{found.scene_id}: no chip centre inside the cell")
         )
     table = rows_to_table(rows, VHR_CHIP_SCHEMA)
     yield Output(
         table,
         metadata={
             "chips": len(rows),
-            "scene": ref.item_id if ref else "none",
-            "cell_coverage": float(ref.coverage) if ref else 0.0,
+            "source": imagery.vhr_source,
+            "scene": found.scene_id if found else "none",
+            "cell_coverage": float(found.scene.coverage) if found else 0.0,
             "chip_size_px": SETTINGS.chips.size_px,
             "gsd_m": float(rows[0]["gsd_m"]) if rows else 0.0,
             **preview_metadata(img, imagery.previews_dir, "vhr_chips", part),
@@ -124,17 +120,17 @@ def vhr_chips(
     }
     for name, result in chip_checks.items():
         yield _check(name, result)
-    if ref is not None and rows:
+    if found is not None and rows:
         with ducklake.connect() as con:
             recorded = record_vhr_scene(
                 con,
                 objects.store(),
                 lancedb.connect(),
-                href=ref.assets["image"],
-                scene_id=ref.item_id,
+                href=found.files["image"],
+                scene_id=found.scene_id,
                 cell=part.cell,
                 day=part.date,
-                acquired=ref.acquired,
+                acquired=found.scene.acquired,
                 chips=SETTINGS.chips,
                 s2_level=SETTINGS.s2_level,
                 h3_resolution=SETTINGS.h3_resolution,
@@ -190,29 +186,21 @@ def msi_chips(
     """Sentinel-2 L2A reflectance, SCL and indices warped onto each VHR chip's footprint."""
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     vhr_rows = vhr_chips.drop_columns(["image"]).to_pylist()
-    ref = imagery.catalog().find(
-        imagery.s2_collection,
-        cell_polygon(part.cell),
-        part.date,
-        window_end(part.date, SETTINGS.date_grain),
-    )
     rows: list[dict] = []
+    found = None
     if not vhr_rows:
         message = f"no VHR chips for {part.key}: nothing to align Sentinel-2 to"
         context.log.warning(message + "; the partition materializes empty")
         img = placeholder(message)
-    elif ref is None:
-        message = (
-            f"no {imagery.s2_collection} scene for cell {part.cell} "
-            f"in the window starting {part.date}"
-        )
-        context.log.warning(message + ": the partition materializes empty")
-        img = placeholder(message)
     else:
-        scene = S2Scene(ref.assets, ref.item_id, ref.collection, ref.acquired)
-        rows = list(iter_msi_chips(scene, vhr_rows))
-        context.log.info(f"{len(rows)} MSI chips from {ref.item_id}")
-        img = _msi_preview(rows)
+        found = partition_scene(context, imagery, "msi", part)
+        if found is None:
+            img = placeholder(f"{imagery.msi_source}: no Sentinel-2 scene for {part.key}")
+        else:
+            scene = S2Scene(found.files, found.scene_id, found.scene.sensor, found.scene.acquired)
+            rows = list(iter_msi_chips(scene, vhr_rows))
+            context.log.info(f"{len(rows)} MSI chips from {found.scene_id}")
+            img = _msi_preview(rows)
     table = (
         pa.Table.from_pylist(rows, schema=MSI_CHIP_SCHEMA)
         if rows
@@ -223,7 +211,8 @@ def msi_chips(
         table,
         metadata={
             "chips": len(rows),
-            "scene": ref.item_id if ref else "none",
+            "source": imagery.msi_source,
+            "scene": found.scene_id if found else "none",
             "mean_cloud_fraction": float(np.mean(clouds)) if clouds else 0.0,
             **preview_metadata(img, imagery.previews_dir, "msi_chips", part),
         },

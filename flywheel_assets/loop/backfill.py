@@ -46,9 +46,9 @@ class BackfillConfig(Config):
 
 
 def _truth(imagery: ImageryResource) -> gpd.GeoDataFrame | None:
-    """The synthetic world's hidden truth beside its catalog, for the figures only."""
-    path = Path(imagery.catalog_path).parent / "truth.parquet"
-    return gpd.read_parquet(path) if path.exists() else None
+    """The synthetic world's hidden truth (when the resource names it), for the figures only."""
+    path = Path(imagery.truth_path) if imagery.truth_path else None
+    return gpd.read_parquet(path) if path is not None and path.exists() else None
 
 
 @asset(

@@ -22,12 +22,13 @@ from shapely import wkb
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
+from flywheel_assets.scenes import partition_scene
 from flywheel_core.geo.s2 import cell_polygon
 from flywheel_core.infer.msi_channels import MissingChannelsError
 from flywheel_core.infer.partition import PredictionSettings, predict_partition
 from flywheel_core.lake.models import latest_model, registry_name
 from flywheel_core.lake.predictions import prediction_row, replace_predictions
-from flywheel_core.partitions import CellDate, window_end
+from flywheel_core.partitions import CellDate
 from flywheel_core.preview import placeholder
 from flywheel_core.train.trainer import load_model
 from flywheel_resources.ducklake import DuckLakeResource
@@ -85,9 +86,7 @@ def predictions(
     model_id = model["model_id"]
     bands = model["params"].get("config", {}).get("bands", "vhr")
     area = cell_polygon(part.cell)
-    end = window_end(part.date, SETTINGS.date_grain)
-    catalog = imagery.catalog()
-    ref = catalog.find(imagery.vhr_collection, area, part.date, end)
+    vhr = partition_scene(context, imagery, "vhr", part)
     store = objects.store()
     cache = SETTINGS.data_dir / "cache" / "models" / model_id / "model.ckpt"
     if not cache.exists():
@@ -95,23 +94,23 @@ def predictions(
     module = gpu.load("pv-seg", model_id, lambda dev, dtype: load_model(cache).to(dev))
     rows, cog_uri, tiles = [], "none", 0
     facts: dict[str, Any] = {}
-    if ref is None:
+    if vhr is None:
         context.log.warning(f"no VHR scene for {part.key}: no predictions")
         img = placeholder(f"{part.key}: no scene")
     else:
-        s2 = catalog.find(imagery.s2_collection, area, part.date, end) if bands != "vhr" else None
+        s2 = partition_scene(context, imagery, "msi", part) if bands != "vhr" else None
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 result = predict_partition(
-                    ref.assets["image"],
-                    s2.assets if s2 is not None else None,
+                    vhr.files["image"],
+                    s2.files if s2 is not None else None,
                     module,
                     area=area,
                     msi_rows=_msi_rows(lancedb, part.cell, day),
                     out_dir=Path(tmp),
                     settings=PredictionSettings(**config.model_dump()),
                     bands=bands,
-                    s2_scene_id=s2.item_id if s2 is not None else None,
+                    s2_scene_id=s2.scene_id if s2 is not None else None,
                     device=gpu.torch_device(),
                     batch_size=gpu.batch_size,
                     progress=lambda done, total: (

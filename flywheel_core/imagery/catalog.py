@@ -55,13 +55,17 @@ class StacCatalog:
             log.info("STAC catalog %s: %d items", self.path, len(self._items))
         return self._items
 
-    def find(self, collection: str, area: BaseGeometry, start: date, end: date) -> SceneRef | None:
-        """Best scene of `collection` over `area` in [start, end): most coverage, fewest clouds."""
+    def candidates(
+        self, collection: str | None, area: BaseGeometry, start: date, end: date
+    ) -> list[tuple[SceneRef, pystac.Item]]:
+        """Items (of `collection`, or any) over `area` acquired in [start, end), with refs."""
         t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
         t1 = datetime(end.year, end.month, end.day, tzinfo=UTC)
-        best: SceneRef | None = None
+        found: list[tuple[SceneRef, pystac.Item]] = []
         for coll, item in self._load():
-            if coll != collection or item.datetime is None or item.geometry is None:
+            if collection is not None and coll != collection:
+                continue
+            if item.datetime is None or item.geometry is None:
                 continue
             when = item.datetime if item.datetime.tzinfo else item.datetime.replace(tzinfo=UTC)
             if not t0 <= when < t1:
@@ -70,6 +74,10 @@ class StacCatalog:
             if not footprint.intersects(area):
                 continue
             coverage = footprint.intersection(area).area / area.area if area.area else 0.0
+            epsg = item.properties.get("proj:epsg")
+            code = item.properties.get("proj:code")
+            if epsg is None and isinstance(code, str) and code.upper().startswith("EPSG:"):
+                epsg = int(code.split(":", 1)[1])
             ref = SceneRef(
                 item_id=item.id,
                 collection=coll,
@@ -77,9 +85,16 @@ class StacCatalog:
                 footprint=footprint,
                 assets={k: a.get_absolute_href() or a.href for k, a in item.assets.items()},
                 cloud_cover=item.properties.get("eo:cloud_cover"),
-                epsg=item.properties.get("proj:epsg"),
+                epsg=epsg,
                 coverage=coverage,
             )
+            found.append((ref, item))
+        return found
+
+    def find(self, collection: str, area: BaseGeometry, start: date, end: date) -> SceneRef | None:
+        """Best scene of `collection` over `area` in [start, end): most coverage, fewest clouds."""
+        best: SceneRef | None = None
+        for ref, _ in self.candidates(collection, area, start, end):
             if best is None or _rank(ref) > _rank(best):
                 best = ref
         return best

@@ -30,9 +30,7 @@ def env(tiny_world, tmp_path_factory):
     resources = {
         "ducklake": DuckLakeResource(catalog=lake.catalog, data_path=lake.data_path),
         "lance_io": LanceDBIOManager(uri=str(root / "lancedb")),
-        "imagery": ImageryResource(
-            catalog_path=str(tiny_world.catalog_path), previews_dir=str(root / "previews")
-        ),
+        "imagery": ImageryResource.for_world(tiny_world.catalog_path.parent, root),
         "gpu": GPUResource(device="cpu", model_dir=str(root / "models")),
         "lancedb": LanceDBResource(uri=str(root / "lancedb")),
         "objects": ObjectStoreResource(root=str(root / "objects")),

@@ -99,7 +99,7 @@ def test_empty_cell_materializes_empty_with_a_message(env, first_run):
         assert _table(env, name, NOWHERE).num_rows == 0
     logs = env["instance"].all_logs(result.run_id)
     text = " ".join(str(r.user_message) for r in logs)
-    assert "no synthetic-vhr scene covers cell" in text
+    assert "synthetic: no vhr scene covers cell" in text
     assert "no active labels intersect cell" in text
     # Previously materialized partitions are untouched.
     assert _table(env, "vhr_chips").num_rows > 0

@@ -271,7 +271,7 @@ def test_validated_backfill_records_candidates_once(lake, tmp_path):
     instance.add_dynamic_partitions(S2_CELLS_NAME, [CELL])
     resources = {
         "ducklake": DuckLakeResource(catalog=lake.catalog, data_path=lake.data_path),
-        "imagery": ImageryResource(catalog_path=str(world / "catalog.json")),
+        "imagery": ImageryResource.for_world(world, tmp_path),
         "lancedb": LanceDBResource(uri=str(tmp_path / "lancedb")),
         "gpu": GPUResource(),
     }

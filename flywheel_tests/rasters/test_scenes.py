@@ -108,9 +108,7 @@ def test_the_vhr_chips_asset_records_its_scene(tiny_world: Any, tmp_path: Path) 
         "lance_io": LanceDBIOManager(uri=str(tmp_path / "lancedb")),
         "lancedb": LanceDBResource(uri=str(tmp_path / "lancedb")),
         "objects": ObjectStoreResource(root=str(tmp_path / "objects")),
-        "imagery": ImageryResource(
-            catalog_path=str(tiny_world.catalog_path), previews_dir=str(tmp_path / "previews")
-        ),
+        "imagery": ImageryResource.for_world(tiny_world.catalog_path.parent, tmp_path),
     }
     key = MultiPartitionKey({"cell": TINY_CELL, "date": LATE.isoformat()})
 

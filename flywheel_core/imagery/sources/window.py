@@ -110,7 +110,9 @@ def warp_to_grid(
     if dtype.startswith("float"):
         return out.astype(dtype), valid
     info = np.iinfo(dtype)
-    cast: np.ndarray = np.clip(np.nan_to_num(np.rint(out), nan=0.0), info.min, info.max).astype(dtype)
+    cast: np.ndarray = np.clip(np.nan_to_num(np.rint(out), nan=0.0), info.min, info.max).astype(
+        dtype
+    )
     return cast, valid
 
 
@@ -174,7 +176,7 @@ def materialize(
         files = {"image": "image.tif"}
         write_cog(
             folder / "image.tif",
-            window.data.astype(np.uint8),
+            np.clip(np.nan_to_num(window.data, nan=0.0), 0, 255).astype(np.uint8),
             epsg=epsg,
             transform=grid.transform,
             descriptions=list(window.band_names),

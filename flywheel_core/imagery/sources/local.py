@@ -1,0 +1,421 @@
+"""Local rasters: a folder of GeoTIFFs/COGs, or a static STAC catalog, with a band mapping.
+
+Scenes. In a folder, every multi-band raster is a scene, and so is every directory whose rasters
+are single bands named by band (`B02.tif ... SCL.tif`, the layout of an unpacked L2A product).
+In a static STAC catalog (`root` ends in `.json`), every item is a scene, optionally only those of
+`collection`. Files are described by the raster registry's own reader
+(`flywheel_core.rasters.inspect.inspect_raster`): the same checks, the same errors, the same
+acquisition-time tags. A file with no acquisition time is offered for every date window, marked
+`acquired_known: False`.
+
+Bands. The option `band_map` maps the flywheel's band names (`red, green, blue, nir` for VHR;
+`B02 ... B12, SCL` for MSI) to the source's: a band description or file stem (`"B04"`), a
+1-based band number (`"3"`), or in a catalog an asset key with an optional band (`"visual:1"`).
+Unmapped bands are found by name (common aliases: `blue` for B02, `scl` for SCL, ...); a
+three- or four-band VHR raster with unnamed bands is taken as R, G, B (, NIR).
+
+Radiometry. VHR must be 8-bit DN, or give `dn_scale` (DN8 = value * dn_scale, clipped). MSI DNs
+become reflectance by, in order: the option `boa_offset` (DN), the file's `BOA_ADD_OFFSET` tag (as
+L2A products carry it), the band's GDAL scale/offset, float pixels taken as reflectance already,
+and last the Sentinel-2 rule of `s2_radiometry` (baseline by date, then the dark-pixel check).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pystac
+import rasterio
+
+from flywheel_core.geo.s2 import cell_polygon
+from flywheel_core.imagery.catalog import CatalogError, StacCatalog
+from flywheel_core.imagery.sources import s2_radiometry
+from flywheel_core.imagery.sources.types import (
+    SCL,
+    BandWindow,
+    ImagerySource,
+    Kind,
+    Scene,
+    TargetGrid,
+    cell_coverage,
+)
+from flywheel_core.imagery.sources.window import warp_to_grid
+from flywheel_core.rasters.inspect import RasterError, RasterInfo, inspect_raster
+
+log = logging.getLogger(__name__)
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "red": ("red", "r"),
+    "green": ("green", "g"),
+    "blue": ("blue", "b"),
+    "nir": ("nir", "n", "nir08"),
+    "B02": ("b02", "blue", "b2"),
+    "B03": ("b03", "green", "b3"),
+    "B04": ("b04", "red", "b4"),
+    "B05": ("b05", "rededge1", "b5"),
+    "B06": ("b06", "rededge2", "b6"),
+    "B07": ("b07", "rededge3", "b7"),
+    "B08": ("b08", "nir", "b8"),
+    "B8A": ("b8a", "nir08"),
+    "B11": ("b11", "swir16"),
+    "B12": ("b12", "swir22"),
+    SCL: ("scl",),
+}
+VHR_REQUIRED = ("red", "green", "blue")
+OPTIONS = ("band_map", "collection", "dn_scale", "boa_offset", "quantification")
+SEP = "#"  # an asset value is "<href>#<1-based band>"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A file (or asset) of a scene: its key, where it is, and its bands' names."""
+
+    key: str
+    href: str
+    band_names: tuple[str, ...]
+
+
+def band_ref(href: str, index: int) -> str:
+    return f"{href}{SEP}{index}"
+
+
+def split_ref(ref: str) -> tuple[str, int]:
+    href, _, index = ref.rpartition(SEP)
+    return href, int(index)
+
+
+class LocalSource(ImagerySource):
+    name = "local"
+    kinds: ClassVar[tuple[Kind, ...]] = ("vhr", "msi")
+    radiometry_doc = (
+        "VHR: 8-bit DN as stored (or value * dn_scale); MSI: L2A DN to reflectance by "
+        "boa_offset, the BOA_ADD_OFFSET tag, GDAL scale/offset, or the Sentinel-2 date rule"
+    )
+
+    def __init__(self, kind: Kind, root: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(kind, root, options)
+        unknown = sorted(set(self.options) - set(OPTIONS))
+        if unknown:
+            raise self.error(f"unknown option(s) {unknown}; known: {', '.join(OPTIONS)}")
+        if not root:
+            raise self.error("no root: give a folder of GeoTIFFs/COGs or a catalog.json")
+        self.band_map: dict[str, str] = {
+            str(k): str(v) for k, v in (self.options.get("band_map") or {}).items()
+        }
+        bad = sorted(set(self.band_map) - set(self.bands))
+        if bad:
+            raise self.error(f"band_map names {bad}, not {self.kind} bands {list(self.bands)}")
+        self._scenes: list[Scene] | None = None
+        self._catalog: StacCatalog | None = None
+
+    # -- scenes ------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root).expanduser()
+
+    def _stac(self) -> StacCatalog | None:
+        if self.path.suffix.lower() != ".json":
+            return None
+        if self._catalog is None:
+            self._catalog = StacCatalog(self.path)
+        return self._catalog
+
+    def search(self, cell: str, start: date, end: date) -> list[Scene]:
+        catalog = self._stac()
+        if catalog is not None:
+            return self._search_catalog(catalog, cell, start, end)
+        if not self.path.is_dir():
+            raise self.error(f"{self.path} is neither a folder nor a catalog.json", cell, start)
+        t0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
+        t1 = datetime(end.year, end.month, end.day, tzinfo=UTC)
+        area = cell_polygon(cell)
+        found = []
+        for scene in self._folder_scenes():
+            if not scene.footprint.intersects(area):
+                continue
+            known = scene.properties.get("acquired_known", True)
+            if known and not t0 <= scene.acquired < t1:
+                continue
+            acquired = scene.acquired if known else t0
+            found.append(_with(scene, coverage=cell_coverage(scene.footprint, cell), at=acquired))
+        return found
+
+    def _search_catalog(
+        self, catalog: StacCatalog, cell: str, start: date, end: date
+    ) -> list[Scene]:
+        try:
+            items = catalog.candidates(
+                self.options.get("collection"), cell_polygon(cell), start, end
+            )
+        except CatalogError as exc:
+            raise self.error(str(exc), cell, start) from None
+        scenes = []
+        for ref, item in items:
+            entries = [
+                e for key, a in item.assets.items() if (e := _asset_entry(key, a)) is not None
+            ]
+            assets = self._resolve(entries, ref.item_id, cell, start)
+            crs = f"EPSG:{ref.epsg}" if ref.epsg else _file_crs(split_ref(assets[self.bands[0]])[0])
+            scenes.append(
+                Scene(
+                    scene_id=ref.item_id,
+                    source=self.name,
+                    sensor=ref.collection or str(item.properties.get("platform", "")),
+                    gsd_m=float(item.properties.get("gsd") or _file_gsd(assets)),
+                    crs=crs,
+                    footprint=ref.footprint,
+                    acquired=ref.acquired,
+                    cloud_cover=ref.cloud_cover,
+                    coverage=ref.coverage,
+                    assets=assets,
+                    properties=dict(item.properties),
+                )
+            )
+        return scenes
+
+    def _folder_scenes(self) -> list[Scene]:
+        if self._scenes is not None:
+            return self._scenes
+        files = sorted(
+            p for p in self.path.rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
+        )
+        infos: list[RasterInfo] = []
+        for p in files:
+            try:
+                infos.append(inspect_raster(p))
+            except RasterError as exc:
+                log.warning("%s: skipped: %s", self.name, exc)
+        groups: dict[str, list[RasterInfo]] = {}
+        for info in infos:
+            if info.count == 1 and _band_named(info.path.stem, self.bands):
+                groups.setdefault(str(info.path.parent), []).append(info)
+            else:
+                groups[str(info.path)] = [info]
+        scenes = []
+        for key, members in groups.items():
+            first = members[0]
+            entries = [_Entry(i.path.stem, str(i.path), tuple(i.band_names)) for i in members]
+            try:
+                assets = self._resolve(entries, key)
+            except Exception as exc:
+                log.warning("%s: %s skipped: %s", self.name, key, exc)
+                continue
+            footprint = first.footprint
+            for m in members[1:]:
+                footprint = footprint.intersection(m.footprint)
+            acquired = next((m.acquired for m in members if m.acquired is not None), None)
+            scenes.append(
+                Scene(
+                    scene_id=Path(key).relative_to(self.path.resolve()).as_posix()
+                    if Path(key).is_relative_to(self.path.resolve())
+                    else key,
+                    source=self.name,
+                    sensor=first.tags.get("SENSOR", self.kind),
+                    gsd_m=min(m.gsd_m for m in members),
+                    crs=first.crs,
+                    footprint=footprint,
+                    acquired=acquired or datetime(1970, 1, 1, tzinfo=UTC),
+                    cloud_cover=None,
+                    coverage=0.0,
+                    assets=assets,
+                    properties={"acquired_known": acquired is not None, "dtype": first.dtype},
+                )
+            )
+        log.info("%s: %d scenes in %s", self.name, len(scenes), self.path)
+        self._scenes = scenes
+        return scenes
+
+    def _resolve(
+        self, entries: Sequence[_Entry], scene: str, cell: str = "", day: date | None = None
+    ) -> dict[str, str]:
+        """Flywheel band -> "href#band" for one scene's files, by `band_map`, then by name."""
+        found: dict[str, str] = {}
+        for band in self.bands:
+            ref = _match(self.band_map.get(band), band, entries)
+            if ref is not None:
+                found[band] = ref
+        if self.kind == "vhr" and not all(b in found for b in VHR_REQUIRED):
+            multi = [e for e in entries if len(e.band_names) >= 3]
+            if len(multi) == 1 and not self.band_map:
+                e = multi[0]
+                found = {
+                    b: band_ref(e.href, i + 1)
+                    for i, b in enumerate(self.bands[: len(e.band_names)])
+                }
+        required = VHR_REQUIRED if self.kind == "vhr" else self.bands
+        missing = [b for b in required if b not in found]
+        if missing:
+            names = sorted({n for e in entries for n in (e.key, *e.band_names)})
+            raise self.error(
+                f"scene {scene} lacks bands {missing} (it has {names}); map them with the "
+                "band_map option",
+                cell,
+                day,
+            )
+        return found
+
+    # -- pixels ------------------------------------------------------------------------------
+
+    def read(
+        self, scene: Scene, grid: TargetGrid, bands: Sequence[str] | None = None
+    ) -> BandWindow:
+        names = tuple(b for b in (bands or self.bands) if b in scene.assets)
+        missing = [b for b in (bands or ()) if b not in scene.assets]
+        if missing:
+            raise self.error(f"scene {scene.scene_id} has no band(s) {missing}")
+        by_file: dict[str, list[tuple[str, int]]] = {}
+        for b in names:
+            href, index = split_ref(scene.assets[b])
+            by_file.setdefault(href, []).append((b, index))
+        layers: dict[str, np.ndarray] = {}
+        valid = np.ones((grid.height, grid.width), dtype=bool)
+        notes: list[str] = []
+        for href, members in by_file.items():
+            try:
+                src_ctx = rasterio.open(href)
+            except rasterio.errors.RasterioError as exc:
+                raise self.error(f"scene {scene.scene_id}: cannot open {href}: {exc}") from None
+            with src_ctx as src:
+                for band, index in members:
+                    data, ok = warp_to_grid(src, grid, [index], nearest=band == SCL)
+                    value, note = self._radiometry(src, index, band, data[0], scene)
+                    layers[band] = value
+                    if band != SCL:
+                        valid &= ok
+                    if note:
+                        notes.append(note)
+        stack = np.stack([layers[b] for b in names])
+        radiometry = "dn8" if self.kind == "vhr" else "boa_reflectance"
+        return BandWindow(
+            stack, names, grid, valid, radiometry, (scene.scene_id,), tuple(dict.fromkeys(notes))
+        )
+
+    def _radiometry(
+        self, src: rasterio.io.DatasetReader, index: int, band: str, dn: np.ndarray, scene: Scene
+    ) -> tuple[np.ndarray, str]:
+        if self.kind == "vhr":
+            if src.dtypes[index - 1] == "uint8":
+                return dn, ""
+            scale = self.options.get("dn_scale")
+            if scale is None:
+                raise self.error(
+                    f"scene {scene.scene_id}: VHR band {band} is {src.dtypes[index - 1]}, not "
+                    "8-bit: set the dn_scale option (DN8 = value * dn_scale)"
+                )
+            return np.clip(np.rint(dn * float(scale)), 0, 255), f"dn8 = value * {scale}"
+        if band == SCL:
+            return dn, ""
+        rad = self._l2a(src, index, dn, scene)
+        return rad.reflectance(dn, nodata=None), rad.rule
+
+    def _l2a(
+        self, src: rasterio.io.DatasetReader, index: int, dn: np.ndarray, scene: Scene
+    ) -> s2_radiometry.L2ARadiometry:
+        quant = float(self.options.get("quantification", s2_radiometry.QUANTIFICATION))
+        if "boa_offset" in self.options:
+            return s2_radiometry.L2ARadiometry(
+                float(self.options["boa_offset"]), quant, "option boa_offset"
+            )
+        tags = src.tags()
+        if "BOA_ADD_OFFSET" in tags:
+            q = float(tags.get("BOA_QUANTIFICATION_VALUE", quant))
+            return s2_radiometry.L2ARadiometry(float(tags["BOA_ADD_OFFSET"]), q, "BOA_ADD_OFFSET")
+        scale, offset = src.scales[index - 1], src.offsets[index - 1]
+        if scale not in (0, 1) or offset != 0:
+            return s2_radiometry.L2ARadiometry(offset / scale, 1 / scale, "GDAL scale/offset")
+        if src.dtypes[index - 1].startswith("float"):
+            return s2_radiometry.L2ARadiometry(0.0, 1.0, "float pixels taken as reflectance")
+        known = scene.properties.get("acquired_known", True)
+        rad = s2_radiometry.from_metadata(
+            scene.properties, None, scene.acquired.date() if known else None
+        )
+        return s2_radiometry.check_dark_pixels(rad, dn[np.isfinite(dn)])
+
+    def rasters(self, scene: Scene, cell: str, day: date, workdir: Path) -> dict[str, str]:
+        """The files themselves where chipping can read them as they are, else the window."""
+        refs = {b: split_ref(r) for b, r in scene.assets.items()}
+        if self.kind == "vhr":
+            hrefs = {h for h, _ in refs.values()}
+            in_order = all(refs[b][1] == i + 1 for i, b in enumerate(self.bands) if b in refs)
+            if len(hrefs) == 1 and in_order and "dn_scale" not in self.options:
+                href = hrefs.pop()
+                with rasterio.open(href) as src:
+                    if src.dtypes[0] == "uint8":
+                        return {"image": href}
+        elif (
+            "boa_offset" not in self.options
+            and all(i == 1 for _, i in refs.values())
+            and all(_tagged(h) for h, _ in refs.values())
+        ):
+            return {b: h for b, (h, _) in refs.items()}
+        return super().rasters(scene, cell, day, workdir)
+
+
+def _tagged(href: str) -> bool:
+    with rasterio.open(href) as src:
+        return src.count == 1 and ("BOA_ADD_OFFSET" in src.tags() or src.dtypes[0] == "uint8")
+
+
+def _band_named(stem: str, bands: Sequence[str]) -> bool:
+    low = stem.lower()
+    return any(low == b.lower() or low in ALIASES.get(b, ()) for b in bands)
+
+
+def _match(target: str | None, band: str, entries: Sequence[_Entry]) -> str | None:
+    """`band`'s "href#n": by the mapping's target, else by the band's name and aliases."""
+    if target is not None:
+        key, _, num = target.partition(":")
+        if key.isdigit() and not num:
+            single = [e for e in entries if len(e.band_names) > 1] or list(entries)
+            return band_ref(single[0].href, int(key)) if single else None
+        for e in entries:
+            if e.key == key:
+                return band_ref(e.href, int(num) if num else 1)
+        for e in entries:
+            if key in e.band_names:
+                return band_ref(e.href, e.band_names.index(key) + 1)
+        return None
+    names = (band.lower(), *ALIASES.get(band, ()))
+    for e in entries:  # a single-band file or asset named like the band
+        if len(e.band_names) == 1 and e.key.lower() in names:
+            return band_ref(e.href, 1)
+    for e in entries:  # a band of a multi-band file with that description
+        lowered = [n.lower() for n in e.band_names]
+        for n in names:
+            if n in lowered:
+                return band_ref(e.href, lowered.index(n) + 1)
+    return None
+
+
+def _asset_entry(key: str, asset: pystac.Asset) -> _Entry | None:
+    href = asset.get_absolute_href() or asset.href
+    if not href or not href.lower().split("?")[0].endswith((".tif", ".tiff")):
+        return None
+    eo = asset.extra_fields.get("eo:bands") or []
+    names = tuple(str(b.get("name") or b.get("common_name") or "") for b in eo) or (key,)
+    return _Entry(key, href, names)
+
+
+def _file_crs(href: str) -> str:
+    with rasterio.open(href) as src:
+        if src.crs is None:
+            raise ValueError(f"{href} has no CRS")
+        code = src.crs.to_epsg()
+        return f"EPSG:{code}" if code else src.crs.to_wkt()
+
+
+def _file_gsd(assets: Mapping[str, str]) -> float:
+    href, _ = split_ref(next(iter(assets.values())))
+    with rasterio.open(href) as src:
+        return float(abs(src.transform.a))
+
+
+def _with(scene: Scene, *, coverage: float, at: datetime) -> Scene:
+    return replace(scene, coverage=coverage, acquired=at)
