@@ -92,7 +92,7 @@ FOLDER_LEVEL = 10
 DATATREE_DIR = "src/datatree"
 ROOT_SETTING = (
     "set the core-five root to a local mirror folder (imagery resource `vhr_root`/`msi_root`, "
-    "or `--root`)"
+    "FLYWHEEL_VHR_ROOT/FLYWHEEL_MSI_ROOT, or `--root`)"
 )
 DEFAULT_OPTIONS: dict[str, Any] = {
     "hr_group": "hr",
@@ -118,10 +118,16 @@ _VHR_NAMES = {
 
 
 def datatree_file(cell: str) -> str:
-    """The file (relative to the dataset root) holding a level-13-or-finer cell."""
+    """The file (relative to the dataset root) holding a level-13-or-finer cell.
+
+    Raises InvalidCellError for a bad token or a cell coarser than level 13.
+    """
     level = cell_level(cell)
     if level < FILE_LEVEL:
-        raise ValueError(f"level {level}")
+        raise InvalidCellError(
+            f"cell is at S2 level {level}, coarser than the level-{FILE_LEVEL} cells Core-Five "
+            f"files are named by: use level-{FILE_LEVEL} or finer partition cells"
+        )
     return f"{DATATREE_DIR}/{parent_token(cell, FOLDER_LEVEL)}/{parent_token(cell, FILE_LEVEL)}.nc"
 
 
@@ -202,12 +208,6 @@ class CoreFiveSource(ImagerySource):
             return datatree_file(cell)
         except InvalidCellError as exc:
             raise self.error(str(exc), cell) from exc
-        except ValueError as exc:
-            raise self.error(
-                f"cell is at S2 {exc}, coarser than the level-{FILE_LEVEL} cells Core-Five files "
-                f"are named by: use level-{FILE_LEVEL} or finer partition cells",
-                cell,
-            ) from exc
 
     def locate(self, relative: str, cell: str = "") -> Path | None:
         """The local path of a dataset file (downloading it from the hub), None if there is none."""
@@ -297,7 +297,10 @@ class CoreFiveSource(ImagerySource):
                 raise
             except Exception as exc:
                 raise self.error(f"cannot read {path}: {_one_line(exc)}", cell) from exc
-        return [s for s in scenes if s.coverage > 0]
+        covering = [s for s in scenes if s.coverage > 0]
+        if scenes and not covering:
+            log.info("%s: %s does not reach cell %s: no data there", self.name, relative, cell)
+        return covering
 
     def _search_vhr(
         self,
@@ -367,6 +370,7 @@ class CoreFiveSource(ImagerySource):
         coverage = cell_coverage(footprint, cell)
         times = [_to_datetime(v) for v in first["time"].values]
         scl = present.get(SCL)
+        scl_raster = self._raster(tree, s2, scl, relative) if scl is not None else None
         scenes = []
         for index, when in enumerate(times):
             if when is None:
@@ -374,8 +378,7 @@ class CoreFiveSource(ImagerySource):
             if not start <= when.date() < end:
                 continue
             cloud = None
-            if scl is not None and coverage > 0:
-                scl_raster = self._raster(tree, s2, scl, relative)
+            if scl is not None and scl_raster is not None and coverage > 0:
                 cloud = self._cell_clouds(scl.isel(time=index), scl_raster, cell)
             scenes.append(
                 Scene(

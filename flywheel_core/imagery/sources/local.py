@@ -23,6 +23,7 @@ and last the Sentinel-2 rule of `s2_radiometry` (baseline by date, then the dark
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -32,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pystac
 import rasterio
+from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.geo.s2 import cell_polygon
 from flywheel_core.imagery.catalog import CatalogError, StacCatalog
@@ -42,6 +44,7 @@ from flywheel_core.imagery.sources.types import (
     ImagerySource,
     Kind,
     Scene,
+    SourceError,
     TargetGrid,
     cell_coverage,
 )
@@ -112,6 +115,7 @@ class LocalSource(ImagerySource):
         if bad:
             raise self.error(f"band_map names {bad}, not {self.kind} bands {list(self.bands)}")
         self._scenes: list[Scene] | None = None
+        self._unusable: list[tuple[BaseGeometry, str]] = []  # footprint, why (folder mode)
         self._catalog: StacCatalog | None = None
 
     # -- scenes ------------------------------------------------------------------------------
@@ -145,6 +149,10 @@ class LocalSource(ImagerySource):
                 continue
             acquired = scene.acquired if known else t0
             found.append(_with(scene, coverage=cell_coverage(scene.footprint, cell), at=acquired))
+        if not found:
+            for footprint, problem in self._unusable:
+                if footprint.intersects(area):
+                    raise self.error(problem, cell, start)
         return found
 
     def _search_catalog(
@@ -194,23 +202,25 @@ class LocalSource(ImagerySource):
                 log.warning("%s: skipped: %s", self.name, exc)
         groups: dict[str, list[RasterInfo]] = {}
         for info in infos:
-            if info.count == 1 and _band_named(info.path.stem, self.bands):
+            if info.count == 1 and band_key(info.path.stem, self.bands) is not None:
                 groups.setdefault(str(info.path.parent), []).append(info)
             else:
                 groups[str(info.path)] = [info]
         scenes = []
         for key, members in groups.items():
             first = members[0]
-            entries = [_Entry(i.path.stem, str(i.path), tuple(i.band_names)) for i in members]
-            try:
-                assets = self._resolve(entries, key)
-            except Exception as exc:
-                log.warning("%s: %s skipped: %s", self.name, key, exc)
-                continue
+            entries = [_file_entry(i, self.bands, grouped=len(members) > 1) for i in members]
             footprint = first.footprint
             for m in members[1:]:
                 footprint = footprint.intersection(m.footprint)
-            acquired = next((m.acquired for m in members if m.acquired is not None), None)
+            try:
+                assets = self._resolve(entries, key)
+            except SourceError as exc:
+                log.warning("%s: skipped: %s", self.name, exc)
+                self._unusable.append((footprint, exc.problem))
+                continue
+            times = [m.acquired or time_in_name(m.path.stem) for m in members]
+            acquired = next((t for t in times if t is not None), None)
             scenes.append(
                 Scene(
                     scene_id=Path(key).relative_to(self.path.resolve()).as_posix()
@@ -275,6 +285,7 @@ class LocalSource(ImagerySource):
             href, index = split_ref(scene.assets[b])
             by_file.setdefault(href, []).append((b, index))
         layers: dict[str, np.ndarray] = {}
+        rules: dict[str, s2_radiometry.L2ARadiometry | None] = {}
         valid = np.ones((grid.height, grid.width), dtype=bool)
         notes: list[str] = []
         for href, members in by_file.items():
@@ -285,39 +296,38 @@ class LocalSource(ImagerySource):
             with src_ctx as src:
                 for band, index in members:
                     data, ok = warp_to_grid(src, grid, [index], nearest=band == SCL)
-                    value, note = self._radiometry(src, index, band, data[0], scene)
-                    layers[band] = value
+                    layers[band] = data[0]
                     if band != SCL:
                         valid &= ok
-                    if note:
+                    if self.kind == "vhr":
+                        layers[band], note = self._dn8(src, index, band, data[0], scene)
                         notes.append(note)
+                    elif band != SCL:
+                        rules[band] = self._stated_l2a(src, index)
+        if rules:
+            notes.extend(self._to_reflectance(layers, rules, scene))
         stack = np.stack([layers[b] for b in names])
         radiometry = "dn8" if self.kind == "vhr" else "boa_reflectance"
-        return BandWindow(
-            stack, names, grid, valid, radiometry, (scene.scene_id,), tuple(dict.fromkeys(notes))
-        )
+        kept = tuple(dict.fromkeys(n for n in notes if n))
+        return BandWindow(stack, names, grid, valid, radiometry, (scene.scene_id,), kept)
 
-    def _radiometry(
+    def _dn8(
         self, src: rasterio.io.DatasetReader, index: int, band: str, dn: np.ndarray, scene: Scene
     ) -> tuple[np.ndarray, str]:
-        if self.kind == "vhr":
-            if src.dtypes[index - 1] == "uint8":
-                return dn, ""
-            scale = self.options.get("dn_scale")
-            if scale is None:
-                raise self.error(
-                    f"scene {scene.scene_id}: VHR band {band} is {src.dtypes[index - 1]}, not "
-                    "8-bit: set the dn_scale option (DN8 = value * dn_scale)"
-                )
-            return np.clip(np.rint(dn * float(scale)), 0, 255), f"dn8 = value * {scale}"
-        if band == SCL:
+        if src.dtypes[index - 1] == "uint8":
             return dn, ""
-        rad = self._l2a(src, index, dn, scene)
-        return rad.reflectance(dn, nodata=None), rad.rule
+        scale = self.options.get("dn_scale")
+        if scale is None:
+            raise self.error(
+                f"scene {scene.scene_id}: VHR band {band} is {src.dtypes[index - 1]}, not "
+                "8-bit: set the dn_scale option (DN8 = value * dn_scale)"
+            )
+        return np.clip(np.rint(dn * float(scale)), 0, 255), f"dn8 = value * {scale}"
 
-    def _l2a(
-        self, src: rasterio.io.DatasetReader, index: int, dn: np.ndarray, scene: Scene
-    ) -> s2_radiometry.L2ARadiometry:
+    def _stated_l2a(
+        self, src: rasterio.io.DatasetReader, index: int
+    ) -> s2_radiometry.L2ARadiometry | None:
+        """The radiometry the settings or the file state; None leaves it to the date rule."""
         quant = float(self.options.get("quantification", s2_radiometry.QUANTIFICATION))
         if "boa_offset" in self.options:
             return s2_radiometry.L2ARadiometry(
@@ -332,11 +342,31 @@ class LocalSource(ImagerySource):
             return s2_radiometry.L2ARadiometry(offset / scale, 1 / scale, "GDAL scale/offset")
         if src.dtypes[index - 1].startswith("float"):
             return s2_radiometry.L2ARadiometry(0.0, 1.0, "float pixels taken as reflectance")
-        known = scene.properties.get("acquired_known", True)
-        rad = s2_radiometry.from_metadata(
-            scene.properties, None, scene.acquired.date() if known else None
-        )
-        return s2_radiometry.check_dark_pixels(rad, dn[np.isfinite(dn)])
+        return None
+
+    def _to_reflectance(
+        self,
+        layers: dict[str, np.ndarray],
+        rules: Mapping[str, s2_radiometry.L2ARadiometry | None],
+        scene: Scene,
+    ) -> list[str]:
+        """DNs to reflectance in place; the date rule is decided once, over all its bands."""
+        pending = [b for b, r in rules.items() if r is None]
+        decided: s2_radiometry.L2ARadiometry | None = None
+        if pending:
+            known = scene.properties.get("acquired_known", True)
+            stated = s2_radiometry.from_metadata(
+                scene.properties, None, scene.acquired.date() if known else None
+            )
+            pooled = np.concatenate([layers[b][np.isfinite(layers[b])] for b in pending])
+            decided = s2_radiometry.check_dark_pixels(stated, pooled)
+        notes = []
+        for band, rule in rules.items():
+            chosen = rule or decided
+            assert chosen is not None
+            layers[band] = chosen.reflectance(layers[band], nodata=None)
+            notes.append(chosen.rule)
+        return notes
 
     def rasters(self, scene: Scene, cell: str, day: date, workdir: Path) -> dict[str, str]:
         """The files themselves where chipping can read them as they are, else the window."""
@@ -358,14 +388,45 @@ class LocalSource(ImagerySource):
         return super().rasters(scene, cell, day, workdir)
 
 
+def _file_entry(info: RasterInfo, bands: Sequence[str], grouped: bool) -> _Entry:
+    """A file as an entry: a band file of a product folder is keyed by the band it holds."""
+    key = band_key(info.path.stem, bands) if grouped or info.count == 1 else None
+    return _Entry(key or info.path.stem, str(info.path), tuple(info.band_names))
+
+
 def _tagged(href: str) -> bool:
     with rasterio.open(href) as src:
         return src.count == 1 and ("BOA_ADD_OFFSET" in src.tags() or src.dtypes[0] == "uint8")
 
 
-def _band_named(stem: str, bands: Sequence[str]) -> bool:
+# A band named inside a file name, as unpacked L2A products write it: T32UPU_..._B02_10m.jp2
+_BAND_IN_NAME = re.compile(r"(?:^|_)(B0[1-9]|B1[0-2]|B8A|SCL)(?:_|$)", re.IGNORECASE)
+_TIME_IN_NAME = re.compile(r"(\d{8}T\d{6})|(\d{4}-\d{2}-\d{2})")
+
+
+def band_key(stem: str, bands: Sequence[str]) -> str | None:
+    """The band a single-band file holds, by its stem: `B02`, `blue`, or `..._B02_10m`."""
     low = stem.lower()
-    return any(low == b.lower() or low in ALIASES.get(b, ()) for b in bands)
+    for b in bands:
+        if low == b.lower() or low in ALIASES.get(b, ()):
+            return b
+    match = _BAND_IN_NAME.search(stem)
+    if match and match.group(1).upper() in bands:
+        return match.group(1).upper()
+    return None
+
+
+def time_in_name(stem: str) -> datetime | None:
+    """An acquisition time written into a file name (20250701T102031 or 2025-07-01), UTC."""
+    match = _TIME_IN_NAME.search(stem)
+    if match is None:
+        return None
+    text = match.group(0)
+    fmt = "%Y%m%dT%H%M%S" if "T" in text else "%Y-%m-%d"
+    try:
+        return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _match(target: str | None, band: str, entries: Sequence[_Entry]) -> str | None:

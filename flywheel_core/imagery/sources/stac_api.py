@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
@@ -63,6 +63,7 @@ OPTIONS = ("collections", "max_cloud", "timeout_s", "max_candidates")
 PAGE_LIMIT = 100
 GSD_M = 10.0
 SCL_GRID_RES_M = 20.0
+SAME_ACQUISITION_S = 120.0
 FULL_COVERAGE = 0.999  # an item covering at least this much of the cell is not mosaicked
 SCL_BAD = (SCL_NO_DATA, SCL_CLOUD_SHADOW, *SCL_CLOUDS)
 CELL_KEY = "flywheel:cell"
@@ -97,7 +98,6 @@ _GDAL_HTTP: dict[str, str] = {
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
     "VSI_CACHE": "TRUE",
-    "CPL_VSIL_CURL_USE_HEAD": "NO",
     "AWS_NO_SIGN_REQUEST": "YES",
 }
 
@@ -106,7 +106,8 @@ _GDAL_HTTP: dict[str, str] = {
 class _Item:
     scene: Scene
     rank: int  # index of its collection in the collections option
-    keys: tuple[str, ...]  # what identifies its acquisition, for dropping duplicates
+    uri: str | None  # s2:product_uri
+    tile: str | None  # MGRS tile, e.g. 32UPU
     solar_day: date
 
 
@@ -254,7 +255,8 @@ class StacApiSource(ImagerySource):
         )
         lon = footprint.centroid.x if not footprint.is_empty else 0.0
         solar = (acquired + timedelta(hours=lon / 15.0)).date()
-        return _Item(scene, rank, _acquisition_keys(item, acquired), solar)
+        uri = props.get("s2:product_uri")
+        return _Item(scene, rank, str(uri) if uri else None, _tile(item), solar)
 
     # -- choose -------------------------------------------------------------------------------
 
@@ -456,32 +458,26 @@ def _tile(item: pystac.Item) -> str | None:
     return str(tile).upper() if tile else None
 
 
-def _acquisition_keys(item: pystac.Item, acquired: datetime) -> tuple[str, ...]:
-    """What one acquisition of one tile is known by, in any collection.
+def _same_acquisition(a: _Item, b: _Item) -> bool:
+    """Whether two items are one acquisition of one tile (in two collections, or reprocessed).
 
-    The product URI when the items share it; else the tile and the minute of acquisition
-    (reprocessed Collection 1 items carry another baseline, so another product URI, and
-    timestamps that may differ in the fractions of a second).
+    The same product URI, or the same MGRS tile within `SAME_ACQUISITION_S` (reprocessed
+    Collection 1 items carry another baseline, so another product URI, and timestamps that may
+    differ in the fractions of a second; one tile is not seen twice within minutes).
     """
-    keys = []
-    uri = item.properties.get("s2:product_uri")
-    if uri:
-        keys.append(f"uri:{uri}")
-    tile = _tile(item)
-    minute = acquired.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
-    keys.append(f"tile:{tile}:{minute}" if tile else f"id:{item.id}")
-    return tuple(keys)
+    if a.uri and a.uri == b.uri:
+        return True
+    if a.tile is None or a.tile != b.tile:
+        return False
+    return abs((a.scene.acquired - b.scene.acquired).total_seconds()) < SAME_ACQUISITION_S
 
 
-def _unique(items: Iterable[_Item]) -> list[_Item]:
+def _unique(items: Sequence[_Item]) -> list[_Item]:
     """One item per acquisition: the one of the earliest collection in the option, then first."""
-    seen: set[str] = set()
-    kept = []
-    for it in sorted(enumerate(items), key=lambda pair: (pair[1].rank, pair[0])):
-        if any(k in seen for k in it[1].keys):
-            continue
-        seen.update(it[1].keys)
-        kept.append(it[1])
+    kept: list[_Item] = []
+    for _, it in sorted(enumerate(items), key=lambda pair: (pair[1].rank, pair[0])):
+        if not any(_same_acquisition(it, k) for k in kept):
+            kept.append(it)
     return kept
 
 
