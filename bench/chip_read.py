@@ -27,11 +27,11 @@ from rasterio.features import rasterize
 from rasterio.windows import Window
 
 from flywheel_core.geo.s2 import cell_polygon, cells_around
-from flywheel_core.world.synthetic import generate_world
 from flywheel_core.imagery.vhr_chips import VhrScene, iter_vhr_chips
 from flywheel_core.settings import ChipSettings
 from flywheel_core.store import lance_tables
 from flywheel_core.store.lance_tables import pixels_field
+from flywheel_core.world.synthetic import generate_world
 
 DAY = date(2024, 6, 1)
 SCHEMA = pa.schema(

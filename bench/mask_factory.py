@@ -17,13 +17,13 @@ from datetime import date
 from pathlib import Path
 
 from flywheel_core.geo.s2 import cell_polygon, cells_around
-from flywheel_core.world.synthetic import generate_world
 from flywheel_core.imagery.vhr_chips import VhrScene, iter_vhr_chips
 from flywheel_core.labels.importer import read_label_file
 from flywheel_core.masks.backends.registry import build_backend
 from flywheel_core.masks.factory import FactorySettings, iter_masks, labels_meeting, weights_of
 from flywheel_core.masks.timing import StageTimer
 from flywheel_core.settings import ChipSettings
+from flywheel_core.world.synthetic import generate_world
 
 DAY = date(2025, 7, 1)
 

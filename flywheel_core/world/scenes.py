@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flywheel_core.world import paths
 from flywheel_core.imagery.cog import write_cog
+from flywheel_core.world import paths
 from flywheel_core.world.render import SceneLayers
 from flywheel_core.world.sentinel2 import S2Scene
 from flywheel_core.world.spectra import S2_BANDS, VHR_BANDS

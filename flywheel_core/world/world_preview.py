@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from shapely.geometry.base import BaseGeometry
 
-from flywheel_core.world.grid import SceneGrid
 from flywheel_core.preview import CELL_OUTLINE, OUTLINE, contact_sheet, save, stretch
+from flywheel_core.world.grid import SceneGrid
 
 THUMB_PX = 192
 MAX_SCENES = 36

@@ -411,8 +411,8 @@ def test_every_look_alike_kind_appears_in_the_table_and_the_pixels(look_world):
 def test_the_preview_shows_every_scene(look_world):
     from PIL import Image
 
-    from flywheel_core.world.world_preview import DISTRACTOR_OUTLINE
     from flywheel_core.preview import OUTLINE
+    from flywheel_core.world.world_preview import DISTRACTOR_OUTLINE
 
     with Image.open(look_world.preview_path) as im:
         assert im.format == "PNG" and 150 < im.width <= 800

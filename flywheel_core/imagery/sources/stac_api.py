@@ -9,6 +9,13 @@ and composited. `choose` reads only the SCL band of the best candidates on a 20 
 cell and takes the clearest. `read` opens each band's COG over HTTP(S) (or `s3://`) with
 rasterio, fetching only the window's bytes (range requests), and turns DNs into reflectance
 with the rule of `s2_radiometry.py`: the item's metadata first, the dark pixels last.
+
+Options: `collections` (default sentinel-2-c1-l2a, sentinel-2-l2a; earlier ones win duplicates),
+`max_cloud` (percent, default 60, sent as the query `eo:cloud_cover < max_cloud`), `timeout_s`
+(per HTTP request, API and COGs; default 60) and `max_candidates` (scenes whose SCL `choose`
+reads, default 8). A scene keeps its item's properties, plus `collection`, `flywheel:cell` (the
+cell it was found for, so errors of `read` can name it) and `flywheel:assets` (each band's asset
+fields, such as `raster:bands`, which decide its radiometry).
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ import rasterio
 import requests
 from pystac_client import Client
 from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
 from rasterio.errors import RasterioError
 from rasterio.features import geometry_mask
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
+from urllib3.util.retry import Retry
 
 from flywheel_core.geo.projection import reproject
 from flywheel_core.geo.s2 import InvalidCellError, cell_polygon
@@ -61,6 +70,7 @@ DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_CANDIDATES = 8
 OPTIONS = ("collections", "max_cloud", "timeout_s", "max_candidates")
 PAGE_LIMIT = 100
+HTTP_RETRIES = 2  # per API request, for connection errors, timeouts, 429 and 5xx answers
 GSD_M = 10.0
 SCL_GRID_RES_M = 20.0
 SAME_ACQUISITION_S = 120.0
@@ -174,7 +184,8 @@ class StacApiSource(ImagerySource):
         window = f"{start.isoformat()}/{(end - timedelta(days=1)).isoformat()}"
         query = {"eo:cloud_cover": {"lt": self.max_cloud}} if self.max_cloud < 100 else None
         try:
-            client = Client.open(self.url, timeout=self.timeout_s)
+            io = StacApiIO(timeout=self.timeout_s, max_retries=_retries())
+            client = Client.open(self.url, stac_io=io, timeout=self.timeout_s)
             found = client.search(
                 collections=list(self.collections),
                 bbox=list(area.bounds),
@@ -183,7 +194,15 @@ class StacApiSource(ImagerySource):
                 limit=PAGE_LIMIT,
             )
             items = list(found.items())
-        except (APIError, requests.RequestException, pystac.STACError, pystac.STACTypeError) as exc:
+        except APIError as exc:
+            status = getattr(exc, "status_code", None)
+            problem = (
+                f"STAC API {self.url} answered HTTP {status}: {_one_line(exc)}"
+                if status
+                else f"STAC API {self.url} unreachable: {_one_line(exc)}"
+            )
+            raise self.error(problem, cell, start) from None
+        except (requests.RequestException, pystac.STACError, pystac.STACTypeError) as exc:
             raise self.error(f"STAC API {self.url}: {_one_line(exc)}", cell, start) from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             problem = f"STAC API {self.url} answered something unreadable: {_one_line(exc)}"
@@ -222,7 +241,7 @@ class StacApiSource(ImagerySource):
             band = _band_of(key)
             if band is None or band in assets:
                 continue
-            assets[band] = asset.href
+            assets[band] = asset.get_absolute_href() or asset.href
             fields[band] = dict(asset.extra_fields)
         if item.geometry is None:
             log.warning("%s: item %s has no geometry; skipped", self.name, item.id)
@@ -267,7 +286,7 @@ class StacApiSource(ImagerySource):
         no data, cloud shadow or cloud (SCL 0, 3, 8, 9, 10): the clear fraction of its valid
         pixels times its coverage, both measured on the pixels. Ties go to the lower
         eo:cloud_cover, then the earlier scene. Only the `max_candidates` scenes with the lowest
-        eo:cloud_cover (then most coverage) are read.
+        eo:cloud_cover (then most coverage) are read; one without an SCL asset scores 0.
         """
         if not scenes:
             return None
@@ -296,6 +315,9 @@ class StacApiSource(ImagerySource):
         return Choice(best, reason, scores)
 
     def _clear_fraction(self, scene: Scene, area: BaseGeometry) -> float:
+        if any(SCL not in part.assets for part in scene.parts or (scene,)):
+            log.warning("%s: scene %s has no SCL asset; scored 0", self.name, scene.scene_id)
+            return 0.0
         grid = TargetGrid.around(area, scene.crs, SCL_GRID_RES_M)
         window = self.read(scene, grid, [SCL])
         inside = geometry_mask(
@@ -389,6 +411,17 @@ class StacApiSource(ImagerySource):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _retries() -> Retry:
+    """Fewer retries than pystac-client's five: a dead endpoint fails in ~3 timeouts, not 6."""
+    return Retry(
+        total=HTTP_RETRIES,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "POST", "HEAD"}),
+        raise_on_status=False,
+    )
 
 
 def _collections(value: Any) -> tuple[str, ...] | None:

@@ -150,7 +150,7 @@ def test_missing_band_and_bad_settings_are_one_line_errors(layouts, tmp_path):
     assert text.startswith("local: cell ") and "SCL" in text and "\n" not in text
     with pytest.raises(SourceError, match="unknown option"):
         make_source("local", "vhr", str(layouts.vhr), {"bands": {}})
-    with pytest.raises(SourceError, match="neither a folder nor a catalog.json"):
+    with pytest.raises(SourceError, match=r"neither a folder nor a catalog\.json"):
         make_source("local", "vhr", str(tmp_path / "nowhere")).search(TINY_CELL, LATE, END)
     with pytest.raises(SourceError, match="unknown imagery source"):
         make_source("landsat", "msi", "x")

@@ -7,6 +7,7 @@ stac_api`, whose every pixel's reflectance is known (`fx.reflectance`).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -237,12 +238,22 @@ def test_the_cogs_are_read_with_range_requests(api: fx.StacApi, june: list[Scene
 
 
 def test_an_unreachable_endpoint_is_one_line_naming_source_cell_and_date(api: fx.StacApi) -> None:
-    for url in (fx.closed_port_url(), f"{api.url}/no-such-api"):
-        with pytest.raises(SourceError) as caught:
-            StacApiSource("msi", url, {"timeout_s": 5}).search(fx.CELL, *JUNE)
-        message = str(caught.value)
-        assert message.startswith("stac-api: ") and "\n" not in message
-        assert fx.CELL in message and "2024-06-01" in message and url in message
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:  # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        hanging = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        cases = [
+            (fx.closed_port_url(), "unreachable"),
+            (hanging, "unreachable"),
+            (f"{api.url}/no-such-api", "HTTP 404"),
+        ]
+        for url, problem in cases:
+            with pytest.raises(SourceError) as caught:
+                StacApiSource("msi", url, {"timeout_s": 0.5}).search(fx.CELL, *JUNE)
+            message = str(caught.value)
+            assert message.startswith("stac-api: ") and "\n" not in message
+            assert fx.CELL in message and "2024-06-01" in message and url in message
+            assert problem in message
 
 
 def test_a_missing_band_names_the_band_the_scene_and_the_cell(
