@@ -8,7 +8,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from flywheel_core.settings import Settings
-from flywheel_core.store.objects import LocalStore, ObjectStore, S3Store, split_s3
+from flywheel_core.store.objects import LocalStore, ObjectStore, S3Endpoint, S3Store, split_s3
 
 
 class ObjectStoreResource(ConfigurableResource):
@@ -24,15 +24,9 @@ class ObjectStoreResource(ConfigurableResource):
             return LocalStore(self.root)
         from dagster_aws.s3 import S3Resource
 
-        endpoint = os.environ.get("FLYWHEEL_S3_ENDPOINT")
-        use_ssl = os.environ.get("FLYWHEEL_S3_USE_SSL", "true").lower() not in ("0", "false", "no")
-        url = None
-        if endpoint:
-            url = (
-                endpoint if "://" in endpoint else f"{'https' if use_ssl else 'http'}://{endpoint}"
-            )
+        where = S3Endpoint.from_env()
         client = S3Resource(
-            endpoint_url=url, use_ssl=use_ssl, region_name=os.environ.get("AWS_REGION", "us-east-1")
+            endpoint_url=where.url, use_ssl=where.use_ssl, region_name=where.region
         ).get_client()
         bucket, prefix = split_s3(self.root)
         return S3Store(bucket, prefix, client)

@@ -7,7 +7,9 @@ a moto server in tests); nothing here reads credentials.
 
 from __future__ import annotations
 
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -77,3 +79,24 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"{uri!r} is not an s3://bucket/prefix URI")
     return bucket, prefix
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """Where S3 is, from the environment: FLYWHEEL_S3_ENDPOINT (host:port or URL), _USE_SSL,
+    AWS_REGION. Credentials are not read here: boto3 finds them itself, never logged."""
+
+    url: str | None
+    use_ssl: bool
+    region: str
+
+    @classmethod
+    def from_env(cls) -> S3Endpoint:
+        endpoint = os.environ.get("FLYWHEEL_S3_ENDPOINT")
+        use_ssl = os.environ.get("FLYWHEEL_S3_USE_SSL", "true").lower() not in ("0", "false", "no")
+        url = None
+        if endpoint:
+            url = (
+                endpoint if "://" in endpoint else f"{'https' if use_ssl else 'http'}://{endpoint}"
+            )
+        return cls(url, use_ssl, os.environ.get("AWS_REGION", "us-east-1"))

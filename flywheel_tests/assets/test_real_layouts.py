@@ -105,3 +105,40 @@ def test_masks_and_training_data_for_the_imported_labels(chain):
     for s in positives:
         c, h, w = s["metadata"]["msi_shape"]
         assert c > 10 and np.frombuffer(s["msi_image_chip"], np.float32).size == c * h * w
+
+
+def test_a_source_error_fails_the_run_in_one_line_and_writes_nothing(tmp_path):
+    instance = DagsterInstance.ephemeral()
+    cell = stac_api.CELL
+    instance.add_dynamic_partitions(S2_CELLS_NAME, [cell])
+    (tmp_path / "empty").mkdir()
+    resources = {
+        "ducklake": DuckLakeResource(
+            catalog=f"duckdb:{tmp_path / 'catalog.ducklake'}", data_path=str(tmp_path / "lake")
+        ),
+        "lance_io": LanceDBIOManager(uri=str(tmp_path / "lancedb")),
+        "imagery": ImageryResource(
+            vhr_source="earthview",
+            vhr_root=str(tmp_path / "empty"),
+            msi_source="stac-api",
+            msi_root=stac_api.closed_port_url(),
+            cache_dir=str(tmp_path / "imagery"),
+            previews_dir=str(tmp_path / "previews"),
+        ),
+        "lancedb": LanceDBResource(uri=str(tmp_path / "lancedb")),
+        "objects": ObjectStoreResource(root=str(tmp_path / "objects")),
+    }
+    key = MultiPartitionKey({"cell": cell, "date": DAY})
+    result = materialize(
+        [vhr_chips],
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message.strip()
+    assert f"earthview: cell {cell}, {DAY}: " in message and "index" in message
+    assert not (tmp_path / "lancedb" / "vhr_chips.lance").exists()
+    assert not list((tmp_path / "imagery").rglob("*")) if (tmp_path / "imagery").exists() else True

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ from flywheel_core.imagery.sources.types import (
 from flywheel_core.imagery.sources.window import composite, warp_to_grid
 from flywheel_core.rasters.inspect import RasterError
 from flywheel_core.rasters.source import is_s3, local_file
-from flywheel_core.store.objects import split_s3
+from flywheel_core.store.objects import S3Endpoint, split_s3
 
 DEFAULT_INDEX = "colab/satellogic-earthview-items.parquet"
 INDEX_COLUMNS = ("json_path", "zone", "region", "date", "geometry")
@@ -360,11 +359,7 @@ def _s3_client() -> Any:
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    endpoint = os.environ.get("FLYWHEEL_S3_ENDPOINT")
-    use_ssl = os.environ.get("FLYWHEEL_S3_USE_SSL", "true").lower() not in ("0", "false", "no")
-    url = None
-    if endpoint:
-        url = endpoint if "://" in endpoint else f"{'https' if use_ssl else 'http'}://{endpoint}"
+    where = S3Endpoint.from_env()
     session = boto3.session.Session()
     config = Config(
         connect_timeout=10,
@@ -374,9 +369,9 @@ def _s3_client() -> Any:
     )
     return session.client(
         "s3",
-        endpoint_url=url,
-        use_ssl=use_ssl,
-        region_name=os.environ.get("AWS_REGION", "us-east-1"),
+        endpoint_url=where.url,
+        use_ssl=where.use_ssl,
+        region_name=where.region,
         config=config,
     )
 

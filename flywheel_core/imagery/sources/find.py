@@ -42,8 +42,10 @@ def guarded(source: ImagerySource, cell: str, day: date, step: Callable[[], T]) 
     """Run a source step; anything but a SourceError becomes one naming source, cell and date."""
     try:
         return step()
-    except SourceError:
-        raise
+    except SourceError as exc:
+        if exc.cell:
+            raise
+        raise SourceError(exc.source, exc.problem, cell, day) from exc
     except Exception as exc:  # the source's own failure, in one line
         first = (str(exc).strip().splitlines() or [""])[0]
         raise SourceError(source.name, f"{type(exc).__name__}: {first}", cell, day) from exc

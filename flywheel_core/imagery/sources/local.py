@@ -195,11 +195,16 @@ class LocalSource(ImagerySource):
             p for p in self.path.rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
         )
         infos: list[RasterInfo] = []
+        unreadable: list[str] = []
         for p in files:
             try:
                 infos.append(inspect_raster(p))
             except RasterError as exc:
                 log.warning("%s: skipped: %s", self.name, exc)
+                unreadable.append(str(exc))
+        if unreadable and not infos:  # nothing usable at all: say why, not "no scene"
+            more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+            raise self.error(f"no usable raster in {self.path}: {unreadable[0]}{more}")
         groups: dict[str, list[RasterInfo]] = {}
         for info in infos:
             if info.count == 1 and band_key(info.path.stem, self.bands) is not None:

@@ -154,3 +154,11 @@ def test_missing_band_and_bad_settings_are_one_line_errors(layouts, tmp_path):
         make_source("local", "vhr", str(tmp_path / "nowhere")).search(TINY_CELL, LATE, END)
     with pytest.raises(SourceError, match="unknown imagery source"):
         make_source("landsat", "msi", "x")
+
+
+def test_a_folder_of_unusable_rasters_says_why(raster_files, tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "scene.tif").write_bytes(raster_files.no_crs.read_bytes())
+    with pytest.raises(SourceError, match=r"^local: .*no usable raster.*has no CRS"):
+        make_source("local", "vhr", str(folder)).search(TINY_CELL, LATE, END)
