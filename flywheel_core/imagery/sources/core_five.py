@@ -68,7 +68,11 @@ from shapely.geometry import box
 from flywheel_core.geo.projection import reproject
 from flywheel_core.geo.s2 import InvalidCellError, cell_level, cell_polygon, parent_token
 from flywheel_core.imagery.l2a import SCL_NO_DATA, cloud_fractions
-from flywheel_core.imagery.sources.s2_radiometry import check_dark_pixels, from_metadata
+from flywheel_core.imagery.sources.s2_radiometry import (
+    L2ARadiometry,
+    check_dark_pixels,
+    from_metadata,
+)
 from flywheel_core.imagery.sources.types import (
     MSI_READ_BANDS,
     SCL,
@@ -516,32 +520,7 @@ class CoreFiveSource(ImagerySource):
             raster = self._raster(tree, s2, step, relative)
             windows[band] = self._window(step, raster, grid)
             decoded[band] = "scale_factor" in da.encoding or "add_offset" in da.encoding
-        notes = []
-        dn_bands = [b for b in wanted if b != SCL and not decoded[b]]
-        rule = None
-        if dn_bands:
-            attrs = {**tree.attrs, **s2.attrs}
-            first = arrays[dn_bands[0]]
-            assert first is not None
-            radiometry = from_metadata(
-                _radiometry_properties(attrs, first.attrs),
-                _asset_fields(first.attrs),
-                scene.acquired.date(),
-            )
-            dns = [w[0] for b in dn_bands if (w := windows[b]) is not None]
-            valid_dns = (
-                np.concatenate([d[np.isfinite(d) & (d != 0)].ravel() for d in dns])
-                if dns
-                else np.empty(0)
-            )
-            rule = check_dark_pixels(radiometry, valid_dns)
-            notes.append(f"core-five s2 {', '.join(dn_bands)}: L2A DN -> reflectance, {rule.rule}")
-        cf = [b for b in wanted if b != SCL and decoded[b]]
-        if cf:
-            notes.append(
-                f"core-five s2 {', '.join(cf)}: CF scale_factor/add_offset decoded by xarray "
-                "taken as reflectance (UNVERIFIED)"
-            )
+        rule, notes = self._msi_radiometry(tree, s2, scene, arrays, windows, decoded)
         out = np.full((len(wanted), grid.height, grid.width), np.nan, dtype=np.float32)
         valid = np.ones((grid.height, grid.width), dtype=bool)
         for i, band in enumerate(wanted):
@@ -570,6 +549,44 @@ class CoreFiveSource(ImagerySource):
             scene_ids=(scene.scene_id,),
             notes=tuple(notes),
         )
+
+    def _msi_radiometry(
+        self,
+        tree: xr.DataTree,
+        s2: xr.Dataset,
+        scene: Scene,
+        arrays: Mapping[str, xr.DataArray | None],
+        windows: Mapping[str, tuple[np.ndarray, Affine, CRS] | None],
+        decoded: Mapping[str, bool],
+    ) -> tuple[L2ARadiometry | None, list[str]]:
+        """One L2A rule for the scene's DN bands (metadata, then the dark pixels of them all)."""
+        notes = []
+        dn_bands = [b for b in arrays if b != SCL and not decoded[b]]
+        rule = None
+        if dn_bands:
+            attrs = {str(k): v for k, v in {**tree.attrs, **s2.attrs}.items()}
+            first = arrays[dn_bands[0]]
+            assert first is not None
+            radiometry = from_metadata(
+                _radiometry_properties(attrs, first.attrs),
+                _asset_fields(first.attrs),
+                scene.acquired.date(),
+            )
+            dns = [w[0] for b in dn_bands if (w := windows[b]) is not None]
+            valid_dns = (
+                np.concatenate([d[np.isfinite(d) & (d != 0)].ravel() for d in dns])
+                if dns
+                else np.empty(0)
+            )
+            rule = check_dark_pixels(radiometry, valid_dns)
+            notes.append(f"core-five s2 {', '.join(dn_bands)}: L2A DN -> reflectance, {rule.rule}")
+        cf = [b for b in arrays if b != SCL and decoded[b]]
+        if cf:
+            notes.append(
+                f"core-five s2 {', '.join(cf)}: CF scale_factor/add_offset decoded by xarray "
+                "taken as reflectance (UNVERIFIED)"
+            )
+        return rule, notes
 
     def _time_index(self, da: xr.DataArray, scene: Scene, relative: str) -> int:
         wanted = _to_datetime(scene.properties.get("time"))
