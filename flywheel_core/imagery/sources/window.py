@@ -72,18 +72,7 @@ def warp_to_grid(
     """
     if src.crs is None:
         raise ValueError(f"{src.name} has no CRS")
-    left, bottom, right, top = transform_bounds(grid.crs, src.crs, *grid.bounds, densify_pts=21)
-    pad = 2 * abs(src.transform.a)
-    raw = from_bounds(left - pad, bottom - pad, right + pad, top + pad, src.transform)
-    col0, row0 = math.floor(raw.col_off), math.floor(raw.row_off)
-    col1, row1 = math.ceil(raw.col_off + raw.width), math.ceil(raw.row_off + raw.height)
-    win = (
-        Window(col0, row0, col1 - col0, row1 - row0).intersection(
-            Window(0, 0, src.width, src.height)
-        )
-        if _overlaps(col0, row0, col1, row1, src)
-        else None
-    )
+    win = padded_window(src, grid.bounds, grid.crs)
     shape = (len(indexes), grid.height, grid.width)
     if win is None or win.width <= 0 or win.height <= 0:
         empty: np.ndarray = np.full(shape, np.nan if dtype.startswith("float") else 0, dtype=dtype)
@@ -116,8 +105,24 @@ def warp_to_grid(
     return cast, valid
 
 
-def _overlaps(col0: int, row0: int, col1: int, row1: int, src: rasterio.io.DatasetReader) -> bool:
-    return col1 > 0 and row1 > 0 and col0 < src.width and row0 < src.height
+def padded_window(
+    src: rasterio.io.DatasetReader,
+    bounds: tuple[float, float, float, float],
+    crs: str,
+    densify_pts: int = 21,
+) -> Window | None:
+    """The source pixels over `bounds` (in `crs`) plus two pixels, whole pixels, clipped to the
+    raster; None where they miss it. The one place a window is cut for reading a band."""
+    left, bottom, right, top = transform_bounds(crs, src.crs, *bounds, densify_pts=densify_pts)
+    pad = 2 * abs(src.transform.a)
+    raw = from_bounds(left - pad, bottom - pad, right + pad, top + pad, src.transform)
+    col0, row0 = math.floor(raw.col_off), math.floor(raw.row_off)
+    col1, row1 = math.ceil(raw.col_off + raw.width), math.ceil(raw.row_off + raw.height)
+    if not (col1 > 0 and row1 > 0 and col0 < src.width and row0 < src.height):
+        return None
+    whole = Window(0, 0, src.width, src.height)
+    win: Window = Window(col0, row0, col1 - col0, row1 - row0).intersection(whole)
+    return win
 
 
 def composite(windows: Sequence[BandWindow]) -> BandWindow:
