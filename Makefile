@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/train_loader.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/flywheel.py --jobs 2 --compare-msi
+	$(BIN)/python bench/label_import.py
 
 lint: install
 	$(BIN)/ruff check .

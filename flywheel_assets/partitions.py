@@ -3,9 +3,17 @@
 Cells are dynamic (S2 tokens registered by `flywheel cells add` or the label sensor), dates a
 time-window dimension whose grain and start are settings. Dagster orders dimensions by name, so
 keys read `<cell>|<date>`.
+
+`check_partition_key` is what every entry point runs before handing a key to Dagster: Dagster's
+own answer to an unregistered cell or an out-of-range date is a long traceback ending in a
+generic DagsterInvalidSubsetError, this one is a `PartitionKeyError` saying which part is wrong
+and how to fix it (the `flywheel cells add` command, the valid date range).
 """
 
 from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
 
 from dagster import (
     DailyPartitionsDefinition,
@@ -16,7 +24,12 @@ from dagster import (
     WeeklyPartitionsDefinition,
 )
 
+from flywheel_core.geo.s2 import InvalidCellError, parse_token
+from flywheel_core.partitions import CellDate, PartitionKeyError, date_key_problem
 from flywheel_core.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 S2_CELLS_NAME = "s2_cells"
 
@@ -38,3 +51,50 @@ def cell_date_partitions(settings: Settings) -> MultiPartitionsDefinition:
 
 SETTINGS = Settings.from_env()
 cell_date = cell_date_partitions(SETTINGS)
+
+
+def _cell_problem(instance: DagsterInstance, cell: str, level: int) -> str | None:
+    try:
+        parse_token(cell, level)
+    except InvalidCellError as exc:
+        return f"cell {cell!r}: {exc}"
+    if instance.has_dynamic_partition(S2_CELLS_NAME, cell):
+        return None
+    return f"cell {cell} is not registered; register it with `flywheel cells add --token {cell}`"
+
+
+def check_date_key(text: str, settings: Settings = SETTINGS) -> date:
+    """The date of an existing date partition; a PartitionKeyError naming the valid range."""
+    keys = date_partitions(settings).get_partition_keys()
+    problem = date_key_problem(text, keys, settings.date_grain)
+    if problem:
+        raise PartitionKeyError(f"partition date {text!r}: {problem}")
+    return date.fromisoformat(text)
+
+
+def check_partition_key(
+    instance: DagsterInstance, key: str, settings: Settings = SETTINGS
+) -> CellDate:
+    """The key's (cell, date) when both parts exist; else a PartitionKeyError saying what to fix.
+
+    Both parts are checked, so a key wrong in two ways says so at once.
+    """
+    parts = str(key).split("|")
+    if len(parts) != 2:
+        raise PartitionKeyError(
+            f"partition key {key!r} must read '<s2 cell token>|<YYYY-MM-DD>', "
+            "e.g. '479e758c4|2024-06-01'"
+        )
+    cell, day = parts
+    keys = date_partitions(settings).get_partition_keys()
+    problems = [
+        p
+        for p in (
+            _cell_problem(instance, cell, settings.s2_level),
+            date_key_problem(day, keys, settings.date_grain),
+        )
+        if p
+    ]
+    if problems:
+        raise PartitionKeyError(f"partition key {key!r}: " + "; ".join(problems))
+    return CellDate(cell, date.fromisoformat(day))

@@ -12,14 +12,11 @@ from flywheel_core.settings import Settings
 
 def _cells_from_labels(settings: Settings) -> list[str]:
     from flywheel_core.lake.connection import LakeConfig, lake_connection
+    from flywheel_core.lake.report import active_label_cells
 
     config = LakeConfig.from_settings(settings)
     with lake_connection(config) as con:
-        rows = con.execute(
-            "SELECT DISTINCT unnest(s2_cells) FROM labels WHERE status = 'active' AND s2_level = ?",
-            [settings.s2_level],
-        ).fetchall()
-    return sorted(r[0] for r in rows)
+        return active_label_cells(con, settings.s2_level)
 
 
 @click.group()

@@ -43,8 +43,10 @@ def prepare(
     from flywheel_core.labels.ingest import import_label_file
     from flywheel_core.lake.config import LakeConfig
     from flywheel_core.lake.connection import lake_connection
+    from flywheel_core.world.limits import check_world_size
     from flywheel_core.world.synthetic import generate_world
 
+    check_world_size(n_cells, len(days))
     cells = cells_around(lon, lat, settings.s2_level, n_cells)
     click.echo(f"world: {len(cells)} cells x {len(days)} dates -> {settings.world_dir}")
     manifest = generate_world(settings.world_dir, cells, days, world)

@@ -91,13 +91,14 @@ def qa(dataset: str, as_json: bool) -> None:
 
 def _query_vector(con: Any, table: str, chip: str | None, vector: Path | None) -> list[float]:
     from flywheel_core.embed.search_queries import read_vector_file
+    from flywheel_core.embed.vss import vector_of
 
     if vector is not None:
         return [float(x) for x in read_vector_file(vector).ravel()]
-    row = con.execute(f"SELECT vector FROM {table} WHERE uid = ?", [chip]).fetchone()
-    if row is None:
+    found = vector_of(con, table, str(chip))
+    if found is None:
         raise click.ClickException(f"no chip {chip!r} in the export")
-    return [float(x) for x in row[0]]
+    return found
 
 
 @embeddings.command("nearest")

@@ -28,6 +28,7 @@ def masks(truth: Path | None, cells: tuple[str, ...], dates: tuple[str, ...]) ->
     import geopandas as gpd
     import lancedb
 
+    from flywheel_core.lake.quote import sql_and, sql_in
     from flywheel_core.masks.evaluate import score_masks, summarize
 
     settings = Settings.from_env()
@@ -40,11 +41,8 @@ def masks(truth: Path | None, cells: tuple[str, ...], dates: tuple[str, ...]) ->
         raise click.ClickException(
             f"no {', '.join(missing)} table under {settings.lancedb_uri}: materialize first"
         )
-    where = " AND ".join(
-        f"({c} IN ({', '.join(repr(v) for v in vals)}))"
-        for c, vals in (("cell", cells), ("date", dates))
-        if vals
-    )
+    chosen = [sql_in(c, vals) for c, vals in (("cell", cells), ("date", dates)) if vals]
+    where = sql_and(*chosen) if chosen else None
     query = db.open_table("sam_masks").search()
     mask_rows = (query.where(where) if where else query).limit(None).to_arrow().to_pylist()
     if not mask_rows:
@@ -55,8 +53,8 @@ def masks(truth: Path | None, cells: tuple[str, ...], dates: tuple[str, ...]) ->
     chips = {}
     table = db.open_table("vhr_chips")
     for i in range(0, len(ids), 200):
-        sel = ", ".join(repr(x) for x in ids[i : i + 200])
-        for c in table.search().where(f"chip_id IN ({sel})").limit(None).to_arrow().to_pylist():
+        sel = sql_in("chip_id", ids[i : i + 200])
+        for c in table.search().where(sel).limit(None).to_arrow().to_pylist():
             chips[c["chip_id"]] = c
     scores = score_masks(mask_rows, chips, gpd.read_parquet(truth))
     click.echo(

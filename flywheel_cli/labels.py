@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,6 +33,11 @@ def labels() -> None:
     show_default=True,
     help="Radius in metres of the prompt polygon made from a point label.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Import even if a file with the same SHA-256 was imported before (under any source).",
+)
 def import_(
     file: Path,
     source: str | None,
@@ -40,32 +46,49 @@ def import_(
     date_column: str | None,
     layer: str | None,
     point_buffer_m: float,
+    force: bool,
 ) -> None:
-    """Import the labels of FILE (GeoJSON, GeoPackage, Shapefile or zip, GeoParquet; any CRS)."""
+    """Import the labels of FILE (GeoJSON, GeoPackage, Shapefile or zip, GeoParquet; any CRS).
+
+    The file is read, checked and indexed before the lake is opened; the lake is then held only
+    for one short write transaction. A file whose SHA-256 matches an earlier import changes
+    nothing (use --force to import it anyway).
+    """
     from flywheel_core.labels.errors import LabelFileError
-    from flywheel_core.labels.ingest import import_label_file
-    from flywheel_core.lake.connection import LakeAttachError, lake_connection
+    from flywheel_core.labels.ingest import import_label_file_into
+    from flywheel_core.lake.connection import LakeAttachError
 
     settings = Settings.from_env()
     config = lake_config(settings)
     try:
-        with lake_connection(config) as con:
-            batch, result = import_label_file(
-                con,
-                file,
-                source=source,
-                doi=doi,
-                id_column=id_column,
-                date_column=date_column,
-                layer=layer,
-                point_buffer_m=point_buffer_m,
-                s2_level=settings.s2_level,
-                h3_resolution=settings.h3_resolution,
-            )
+        done = import_label_file_into(
+            config,
+            file,
+            force=force,
+            source=source,
+            doi=doi,
+            id_column=id_column,
+            date_column=date_column,
+            layer=layer,
+            point_buffer_m=point_buffer_m,
+            s2_level=settings.s2_level,
+            h3_resolution=settings.h3_resolution,
+        )
     except (LabelFileError, LakeAttachError) as exc:
         raise click.ClickException(str(exc)) from None
+    batch, result = done.batch, done.result
     for warning in batch.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if result.duplicate_of is not None:
+        click.echo(
+            f"{file.name}: already imported (same SHA-256) as {result.duplicate_of.describe()}; "
+            "nothing imported (use --force to import it again)"
+        )
+        return
+    _report(file, batch, result, settings.s2_level)
+
+
+def _report(file: Path, batch: Any, result: Any, s2_level: int) -> None:
     click.echo(
         f"{file.name}: read {result.n_read}, inserted {result.n_inserted}, "
         f"duplicates {result.n_duplicate}, rejected {result.n_rejected}"
@@ -76,7 +99,7 @@ def import_(
         click.echo(f"  ... and {len(batch.rejects) - _SHOW_REJECTS} more rejects")
     click.echo(f"DuckLake snapshot {result.snapshot_id} (import {result.import_id})")
     cells = result.new_cells
-    click.echo(f"new labels cover {len(cells)} S2 level-{settings.s2_level} cell(s)")
+    click.echo(f"new labels cover {len(cells)} S2 level-{s2_level} cell(s)")
     if cells:
         shown = " ".join(cells[:_SHOW_CELLS])
         more = f" ... and {len(cells) - _SHOW_CELLS} more" if len(cells) > _SHOW_CELLS else ""

@@ -114,6 +114,7 @@ def run_rounds(
     from flywheel_assets.loop.model import model_checkpoint
     from flywheel_assets.loop.predictions import predictions
     from flywheel_assets.masks.assets import sam_masks, training_data
+    from flywheel_assets.partitions import check_date_key
     from flywheel_assets.resources import build_resources
     from flywheel_core.flywheel.report import round_report
     from flywheel_core.lake.config import LakeConfig
@@ -124,6 +125,8 @@ def run_rounds(
     days = parse_dates(dates)[:n_rounds]
     if len(days) < n_rounds:
         raise click.BadParameter(f"{n_rounds} rounds need {n_rounds} dates; got {len(days)}")
+    for day in days:  # a date outside the partitions would fail in Dagster after the world
+        check_date_key(day.isoformat())
     cells, instance = prepare(settings, lon, lat, n_cells, days, world)
     truth = gpd.read_parquet(settings.world_dir / "truth.parquet")
     resources = build_resources()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +16,7 @@ import click
 
 from flywheel_core.geo.s2 import InvalidCellError, cells_around, parse_token
 from flywheel_core.settings import Settings
+from flywheel_core.world.limits import check_world_size, dates_outside
 
 if TYPE_CHECKING:
     from flywheel_core.world.world_settings import WorldSettings
@@ -252,7 +253,7 @@ def world() -> None:
     type=click.IntRange(min=1),
     default=4,
     show_default=True,
-    help="Number of adjacent cells around --lon/--lat (at FLYWHEEL_S2_LEVEL).",
+    help="Number of adjacent cells around --lon/--lat (at FLYWHEEL_S2_LEVEL; at most 400).",
 )
 @click.option(
     "--cell",
@@ -285,6 +286,10 @@ def generate(
     world_settings = world_settings_from_options(**world_kwargs)
     settings = Settings.from_env()
     out = out_dir if out_dir is not None else settings.world_dir
+    check_world_size(len(tokens) or n_cells, len(dates))  # before laying out a single cell
+    today = datetime.now(UTC).date()
+    for warning in dates_outside(dates, settings.start_date, settings.date_grain, today):
+        click.echo(f"warning: {warning}", err=True)
     if tokens:
         cells = tokens
     else:

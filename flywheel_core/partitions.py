@@ -6,14 +6,17 @@ here lets the CLI, the assets and the stores agree on that spelling.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.geo.s2 import parse_token
 
 
-class PartitionKeyError(ValueError):
-    """A partition key that is not `<s2 token>|<YYYY-MM-DD>`."""
+class PartitionKeyError(FlywheelError, ValueError):
+    """A partition key that is not `<s2 token>|<YYYY-MM-DD>`, or names no existing partition."""
 
 
 @dataclass(frozen=True, order=True)
@@ -68,3 +71,48 @@ def window_start(day: date, grain: str) -> date:
     if grain == "monthly":
         return day.replace(day=1)
     raise ValueError(f"unknown date grain {grain!r}")
+
+
+def date_key_problem(text: str, keys: Sequence[str], grain: str) -> str | None:
+    """What is wrong with `text` as a date partition key, given the sorted existing `keys`.
+
+    None when it is one of them. Otherwise one sentence that says which way it is off and the
+    valid range, so a user can fix the key without reading Dagster's partition definition.
+    """
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if not keys:
+        return f"no {grain} date partitions exist yet (FLYWHEEL_START_DATE is in the future?)"
+    valid = f"valid {grain} dates are {keys[0]} .. {keys[-1]}"
+    if day is None or day.isoformat() != text:
+        return f"date {text!r} is not a YYYY-MM-DD date; {valid}"
+    if text in keys:
+        return None
+    if text < keys[0]:
+        return f"date {text} is before the first partition (FLYWHEEL_START_DATE); {valid}"
+    if text > keys[-1]:
+        window = window_start(day, grain)
+        ends = window_end(window, grain)
+        return (
+            f"date {text} is after the last complete partition (the window starting {window} "
+            f"ends {ends}, a partition exists once its window is over); {valid}"
+        )
+    below = keys[bisect.bisect_right(list(keys), text) - 1]
+    return f"date {text} is not a partition key: the {grain} partition holding it is {below}"
+
+
+def check_world_date(day: date, start: date, grain: str, today: date) -> str | None:
+    """Why a world date can never be a materialized partition (before the start), or None.
+
+    A date in a window that has not ended yet is fine for a world: it becomes a partition later.
+    """
+    if window_start(day, grain) < start:
+        return (
+            f"{day} is before FLYWHEEL_START_DATE ({start}): no {grain} partition holds it, so "
+            "its scenes can never be materialized"
+        )
+    if day > today:
+        return f"{day} is in the future: its partition exists once its {grain} window is over"
+    return None

@@ -100,3 +100,21 @@ def test_dagster_definitions_validate(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_instance_monitors_run_workers_and_frees_their_slots(tmp_path):
+    """The project's dagster.yaml: a dead run worker is detected and its pool slots freed."""
+    import shutil
+
+    from dagster import DagsterInstance
+
+    from flywheel_assets.run_launcher import LocalRunLauncher
+
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled
+        assert isinstance(instance.run_launcher, LocalRunLauncher)
+        assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        assert 0 < instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
+        assert 0 < instance.run_monitoring_poll_interval_seconds <= 30

@@ -1,7 +1,10 @@
 """`vhr_chips` and `msi_chips`: the imagery of a (cell, date), chipped and aligned."""
 
 from collections.abc import Iterator
+from contextlib import nullcontext
+from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 from dagster import (
@@ -71,7 +74,8 @@ def vhr_chips(
     The chipped scene is also recorded as a raster dataset (`raster_datasets`, lance_table
     `vhr_chips`). That happens after the `Output` is yielded: Dagster stores a yielded output
     through the IO manager before the asset body resumes, so the dataset checks read the chips
-    back from Lance as committed and `ready` never precedes the write.
+    back from Lance as committed and `ready` never precedes the write. The lake is attached
+    before that yield, so a locked or unreachable lake fails the step before any chip is stored.
     """
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     area = cell_polygon(part.cell)
@@ -100,6 +104,29 @@ def vhr_chips(
             if rows
             else placeholder(f"{found.scene_id}: no chip centre inside the cell")
         )
+    # Attach the lake BEFORE the chips are stored: a lake that is locked or unreachable must
+    # fail the step with nothing written, not after the Lance commit (a failed step that left
+    # committed chips behind). The lake stays open through the Lance write, a few seconds.
+    with ducklake.connect() if found is not None and rows else nullcontext() as con:
+        yield from _store_and_record(
+            context, imagery, lancedb, objects, con, found, part, rows, img
+        )
+
+
+def _store_and_record(
+    context: AssetExecutionContext,
+    imagery: ImageryResource,
+    lancedb: LanceDBResource,
+    objects: ObjectStoreResource,
+    con: duckdb.DuckDBPyConnection | None,
+    found: Any,
+    part: CellDate,
+    rows: list[dict],
+    img: Image.Image,
+) -> Iterator[Output | AssetCheckResult]:
+    """Yield the chips (the IO manager commits them to Lance), the checks, then record the scene
+    as a raster dataset on the already open lake `con` (None: nothing to record)."""
+    area = cell_polygon(part.cell)
     table = rows_to_table(rows, VHR_CHIP_SCHEMA)
     yield Output(
         table,
@@ -120,25 +147,25 @@ def vhr_chips(
     }
     for name, result in chip_checks.items():
         yield _check(name, result)
-    if found is not None and rows:
-        with ducklake.connect() as con:
-            recorded = record_vhr_scene(
-                con,
-                objects.store(),
-                lancedb.connect(),
-                href=found.files["image"],
-                scene_id=found.scene_id,
-                cell=part.cell,
-                day=part.date,
-                acquired=found.scene.acquired,
-                chips=SETTINGS.chips,
-                s2_level=SETTINGS.s2_level,
-                h3_resolution=SETTINGS.h3_resolution,
-                rows=rows,
-                chip_checks=chip_checks,
-            )
-        log = context.log.info if recorded.dataset.ready else context.log.warning
-        log(f"raster dataset: {recorded.message}")
+    if con is None:
+        return
+    recorded = record_vhr_scene(
+        con,
+        objects.store(),
+        lancedb.connect(),
+        href=found.files["image"],
+        scene_id=found.scene_id,
+        cell=part.cell,
+        day=part.date,
+        acquired=found.scene.acquired,
+        chips=SETTINGS.chips,
+        s2_level=SETTINGS.s2_level,
+        h3_resolution=SETTINGS.h3_resolution,
+        rows=rows,
+        chip_checks=chip_checks,
+    )
+    log = context.log.info if recorded.dataset.ready else context.log.warning
+    log(f"raster dataset: {recorded.message}")
 
 
 def _msi_preview(rows: list[dict]) -> Image.Image:

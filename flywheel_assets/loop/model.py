@@ -26,6 +26,7 @@ from dagster import (
 from flywheel_assets.partitions import SETTINGS, date_partitions
 from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.lake.models import register_model, registry_name
+from flywheel_core.lake.report import active_label_count
 from flywheel_core.preview import markdown_image, save
 from flywheel_core.train.round import (
     learning_curve,
@@ -86,9 +87,7 @@ def model_checkpoint(
     train_config = round_config(day, round_no, config.model_dump(exclude_none=True))
     with ducklake.connect() as con:
         snapshot = current_snapshot_id(con)
-        (label_count,) = con.execute(
-            "SELECT count(*) FROM labels WHERE status = 'active'"
-        ).fetchone() or (0,)
+        label_count = active_label_count(con)
     name = registry_name(day)
     context.log.info(f"round {round_no}: training {name} on {n_samples} samples up to {day}")
     trained = train_round(

@@ -28,6 +28,7 @@ from flywheel_core.infer.msi_channels import MissingChannelsError
 from flywheel_core.infer.partition import PredictionSettings, predict_partition
 from flywheel_core.lake.models import latest_model, registry_name
 from flywheel_core.lake.predictions import prediction_row, replace_predictions
+from flywheel_core.lake.quote import sql_and
 from flywheel_core.partitions import CellDate
 from flywheel_core.preview import placeholder
 from flywheel_core.train.trainer import load_model
@@ -50,7 +51,7 @@ def _msi_rows(lancedb: LanceDBResource, cell: str, day: str) -> list[dict]:
     if "msi_chips" not in db.table_names():
         return []
     table = db.open_table("msi_chips")
-    where = f"cell = '{cell}' AND date = '{day}'"
+    where = sql_and({"cell": cell, "date": day})
     return table.search().where(where).limit(None).to_arrow().to_pylist()
 
 

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
+from flywheel_core.errors import FlywheelError
+
 if TYPE_CHECKING:
     import torch
 
@@ -23,7 +25,7 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 PRECISION_CHOICES = ("fp32", "fp16", "bf16")
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(FlywheelError, RuntimeError):
     """The configured device does not exist on this machine."""
 
 

@@ -16,7 +16,8 @@ import lancedb
 import numpy as np
 from PIL import Image, ImageDraw
 
-from flywheel_core.embed.search import SearchResult, sql_str, uid_tail
+from flywheel_core.embed.search import SearchResult, uid_tail
+from flywheel_core.lake.quote import sql_in
 from flywheel_core.preview import placeholder, save, stretch
 from flywheel_core.rasters.schema import RASTER_TILES_TABLE
 
@@ -59,10 +60,9 @@ def read_tiles(
         tbl = db.open_table(table)
         unique = sorted(set(uids))
         for i in range(0, len(unique), _IN_CHUNK):
-            chunk = ", ".join(sql_str(u) for u in unique[i : i + _IN_CHUNK])
             rows = (
                 tbl.search()
-                .where(f"uid IN ({chunk})")
+                .where(sql_in("uid", unique[i : i + _IN_CHUNK]))
                 .select(PIXEL_COLUMNS)
                 .limit(None)
                 .to_arrow()

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from flywheel_core.errors import FlywheelError
+
 log = logging.getLogger(__name__)
 
 TINY_SOURCES = (None, "", "tiny", "dinov3-tiny-random")
@@ -52,7 +54,7 @@ TINY_CONFIG: dict[str, Any] = {
 TINY_SEED = 0
 
 
-class DinoModelNotFoundError(RuntimeError):
+class DinoModelNotFoundError(FlywheelError, RuntimeError):
     """No weights where the source points, and nothing may be downloaded."""
 
 

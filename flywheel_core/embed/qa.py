@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from flywheel_core.lake.extensions import load_extension
+from flywheel_core.lake.quote import string_literal
 from flywheel_core.lake.secrets import create_s3_secret
 
 
@@ -33,8 +34,7 @@ def prepare_reader(con: duckdb.DuckDBPyConnection, uri: str) -> None:
 
 def parquet_source(uri: str) -> str:
     """`read_parquet(...)` of a file or glob, columns from the files only (no hive columns)."""
-    quoted = "'" + uri.replace("'", "''") + "'"
-    return f"read_parquet({quoted}, hive_partitioning = false, union_by_name = true)"
+    return f"read_parquet({string_literal(uri)}, hive_partitioning = false, union_by_name = true)"
 
 
 _METRICS_SQL = """

@@ -22,6 +22,8 @@ import pyarrow as pa
 import shapely
 
 from flywheel_core.embed.search_queries import SearchError, and_clauses, in_list, read_rows, sql_str
+from flywheel_core.lake.label_boxes import active_label_prompts_in_box
+from flywheel_core.lake.spatial_filters import box_of, unwrapped
 from flywheel_core.train.splits import SPLITS
 
 log = logging.getLogger(__name__)
@@ -80,20 +82,19 @@ class SearchFilters:
 def labeled_uids(con: duckdb.DuckDBPyConnection, chips: pa.Table) -> set[str]:
     """Uids of `chips` (uid, date, footprint) whose footprint meets an active label dated by then.
 
-    Labels are read once for the chips' overall bounds; an STRtree pairs them with footprints.
+    Labels are read once for the chips' overall box (the degree round ±180 for chips either side
+    of it, not the globe); an STRtree pairs them with footprints.
     """
     if chips.num_rows == 0:
         return set()
     geoms = shapely.from_wkb(chips.column("footprint").to_numpy(zero_copy_only=False))
-    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
-    rows = con.execute(
-        "SELECT prompt_geometry, install_date FROM labels WHERE status = 'active' "
-        "AND bbox_xmax >= ? AND bbox_xmin <= ? AND bbox_ymax >= ? AND bbox_ymin <= ?",
-        [xmin, xmax, ymin, ymax],
-    ).fetchall()
+    box = box_of(geoms)
+    rows = active_label_prompts_in_box(con, box)  # date line aware
     if not rows:
         return set()
-    labels = shapely.from_wkb([r[0] for r in rows])
+    # Across ±180 both sides are compared in one frame where the shapes are connected.
+    geoms = unwrapped(geoms, box)
+    labels = unwrapped(shapely.from_wkb([r[0] for r in rows]), box)
     installed = [r[1] for r in rows]
     tree = shapely.STRtree(labels)
     chip_idx, label_idx = tree.query(geoms, predicate="intersects")

@@ -22,6 +22,9 @@ import pyarrow as pa
 import shapely
 
 from flywheel_core.embed.schema import EMBEDDINGS_TABLE, VECTOR_COLUMNS
+from flywheel_core.errors import FlywheelError
+from flywheel_core.lake.quote import sql_in, sql_range, string_literal
+from flywheel_core.lake.spatial_filters import lon_in_range_sql, padded_box
 
 MAX_POINT_DISTANCE_M = 500.0
 
@@ -42,7 +45,7 @@ HIT_COLUMNS = [
 _M_PER_DEG = 111_320.0
 
 
-class SearchError(ValueError):
+class SearchError(FlywheelError, ValueError):
     """A search that cannot be answered; the message says why and what to do."""
 
 
@@ -102,7 +105,8 @@ def wkb_to_wkt(footprint: bytes | None) -> str | None:
 
 
 def sql_str(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
+    """`value` as a quoted SQL string (flywheel_core.lake.quote, the one quoting helper)."""
+    return string_literal(str(value))
 
 
 def and_clauses(clauses: Iterable[str | None]) -> str | None:
@@ -113,8 +117,10 @@ def and_clauses(clauses: Iterable[str | None]) -> str | None:
 
 
 def in_list(column: str, values: Iterable[str], negate: bool = False) -> str:
-    items = ", ".join(sql_str(v) for v in sorted(values))
-    return f"{column} {'NOT IN' if negate else 'IN'} ({items})"
+    clause = sql_in(column, sorted(values))  # "FALSE" for no values
+    if not negate:
+        return clause
+    return "TRUE" if clause == "FALSE" else clause.replace(" IN (", " NOT IN (", 1)
 
 
 def open_embeddings(db: lancedb.DBConnection, table: str = EMBEDDINGS_TABLE) -> Any:
@@ -220,8 +226,9 @@ def chip_query(tbl: Any, uid: str, column: str = "vector") -> Query:
     width = vector_width(tbl, column)
     rows = read_rows(tbl, f"uid = {sql_str(uid)}", [*HIT_COLUMNS, column]).to_pylist()
     if not rows:
-        tail = uid.rsplit("|", 1)[-1].replace("'", "''").replace("%", "")
-        near = read_rows(tbl, f"uid LIKE '%{tail}%'", ["uid"]).column("uid").to_pylist()[:5]
+        tail = uid.rsplit("|", 1)[-1].replace("%", "").replace("_", "")
+        like = f"uid LIKE {string_literal(f'%{tail}%')}"
+        near = read_rows(tbl, like, ["uid"]).column("uid").to_pylist()[:5]
         hint = f"; similar uids: {', '.join(near)}" if near and tail else ""
         raise UnknownChipError(f"no embedding for chip {uid!r}{hint}")
     return _query_from_row(rows[0], "chip", column, width)
@@ -229,7 +236,8 @@ def chip_query(tbl: Any, uid: str, column: str = "vector") -> Query:
 
 def _metres(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Equirectangular distance in metres: exact enough at chip-to-cell scales."""
-    dx = (lon - lon0) * math.cos(math.radians(lat0)) * _M_PER_DEG
+    dlon = (lon - lon0 + 180.0) % 360.0 - 180.0  # the short way, across ±180 if need be
+    dx = dlon * math.cos(math.radians(lat0)) * _M_PER_DEG
     dy = (lat - lat0) * _M_PER_DEG
     return np.hypot(dx, dy)
 
@@ -257,12 +265,10 @@ def point_query(
     radius = max(max_distance_m, 2_000.0)
     dlat = radius / _M_PER_DEG
     dlon = radius / (_M_PER_DEG * max(math.cos(math.radians(lat)), 1e-6))
-    box = (
-        f"center_lon >= {lon - dlon!r} AND center_lon <= {lon + dlon!r} AND "
-        f"center_lat >= {lat - dlat!r} AND center_lat <= {lat + dlat!r}"
-    )
+    west, south, east, north = padded_box((lon, lat, lon, lat), dlon, dlat)  # date line aware
+    box = [lon_in_range_sql("center_lon", west, east), sql_range("center_lat", south, north)]
     near = read_rows(
-        tbl, and_clauses([where, box]), ["uid", "date", "footprint", "center_lon", "center_lat"]
+        tbl, and_clauses([where, *box]), ["uid", "date", "footprint", "center_lon", "center_lat"]
     )
     if near.num_rows == 0:
         raise PointNotCoveredError(
@@ -294,12 +300,19 @@ def point_query(
     best = min(pool.tolist(), key=lambda i: (_neg_date(dates[i]), dist[i], uids[i]))
     if gap is None:
         scale = np.array([math.cos(math.radians(lat)) * _M_PER_DEG, _M_PER_DEG])
-        local = shapely.transform(geoms[best], lambda xy: (xy - [lon, lat]) * scale)
+        local = shapely.transform(geoms[best], lambda xy: _offsets(xy, lon, lat) * scale)
         gap = float(shapely.distance(local, shapely.Point(0.0, 0.0)))
     row = read_rows(tbl, f"uid = {sql_str(uids[best])}", [*HIT_COLUMNS, column]).to_pylist()[0]
     return _query_from_row(
         row, "point", column, width, point=(float(lon), float(lat)), point_distance_m=gap
     )
+
+
+def _offsets(xy: np.ndarray, lon: float, lat: float) -> np.ndarray:
+    """Degrees from (lon, lat), longitudes the short way round (across ±180 if need be)."""
+    out = xy - [lon, lat]
+    out[:, 0] = (out[:, 0] + 180.0) % 360.0 - 180.0
+    return out
 
 
 def _neg_date(value: str) -> int:

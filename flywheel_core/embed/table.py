@@ -22,6 +22,8 @@ from collections.abc import Mapping
 import pyarrow as pa
 
 from flywheel_core.embed.schema import EMBEDDINGS_TABLE
+from flywheel_core.errors import FlywheelError
+from flywheel_core.lake.quote import sql_and, sql_in
 from flywheel_core.store.lance_tables import (
     WriteResult,
     connect,
@@ -39,7 +41,7 @@ MAX_DELTA_SEGMENTS = 8
 REFINE_FACTOR = 10  # what readers should pass to `.refine_factor()` for exact re-ranking
 
 
-class EmbeddingTableError(ValueError):
+class EmbeddingTableError(FlywheelError, ValueError):
     """A write that does not fit the embeddings table (partition keys, vector width)."""
 
 
@@ -48,10 +50,6 @@ def _vector_width(schema: pa.Schema) -> int | None:
         return None
     typ = schema.field(VECTOR_COLUMN).type
     return int(typ.list_size) if pa.types.is_fixed_size_list(typ) else None
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def write_embeddings(
@@ -84,15 +82,11 @@ def write_embeddings(
             )
         models = set(table.column("model_id").to_pylist()) if table.num_rows else set()
         if models and existing.count_rows() > 0:
+            elsewhere = f"NOT ({partition_filter(partition)})"
+            other_model = f"NOT ({sql_in('model_id', sorted(models))})"
             others = (
                 existing.search()
-                .where(
-                    "NOT ("
-                    + partition_filter(partition)
-                    + ") AND model_id NOT IN ("
-                    + ", ".join(_quote(m) for m in sorted(models))
-                    + ")"
-                )
+                .where(sql_and(elsewhere, other_model))
                 .select(["model_id"])
                 .limit(1)
                 .to_arrow()

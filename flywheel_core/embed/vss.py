@@ -26,6 +26,7 @@ import numpy as np
 
 from flywheel_core.embed.qa import parquet_source, prepare_reader
 from flywheel_core.lake.extensions import load_extension
+from flywheel_core.lake.quote import literal, string_literal
 
 DISTANCE_FUNCTIONS = {
     "cosine": "array_cosine_distance",
@@ -103,11 +104,17 @@ def build_hnsw(
     )
     con.execute(
         f"CREATE INDEX {table}_hnsw ON {table} USING HNSW (vector) WITH "
-        f"(metric = '{metric}', M = {int(m)}, ef_construction = {int(ef_construction)}, "
-        f"ef_search = {int(ef_search)})"
+        f"(metric = {string_literal(metric)}, M = {int(m)}, "
+        f"ef_construction = {int(ef_construction)}, ef_search = {int(ef_search)})"
     )
-    con.execute(f"COMMENT ON TABLE {table} IS 'metric={metric};dim={dim}'")
+    con.execute(f"COMMENT ON TABLE {table} IS {string_literal(f'metric={metric};dim={dim}')}")
     return table
+
+
+def vector_of(con: duckdb.DuckDBPyConnection, table: str, uid: str) -> list[float] | None:
+    """The vector of chip `uid` in a table `build_hnsw` made, None if the export lacks it."""
+    row = con.execute(f"SELECT vector FROM {_ident(table)} WHERE uid = ?", [uid]).fetchone()
+    return None if row is None else [float(x) for x in row[0]]
 
 
 def _table_meta(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, int]:
@@ -127,7 +134,7 @@ def _literal(vector: Sequence[float] | np.ndarray, dim: int) -> str:
         raise ValueError(f"query vector has {values.size} values, the index {dim}")
     if not all(math.isfinite(v) for v in values):
         raise ValueError("query vector has NaN or inf values")
-    return "[" + ", ".join(repr(float(v)) for v in values) + f"]::FLOAT[{dim}]"
+    return "[" + ", ".join(literal(float(v)) for v in values) + f"]::FLOAT[{dim}]"
 
 
 def nearest_sql(

@@ -41,7 +41,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -56,12 +55,14 @@ from flywheel_core.flywheel.acceptance import (
 from flywheel_core.flywheel.calibration import Calibration
 from flywheel_core.flywheel.label_rows import model_label_id, model_label_row
 from flywheel_core.flywheel.metrics import PartitionMetrics, compute_metrics
+from flywheel_core.geo.antimeridian import normalize_rings
 from flywheel_core.geo.s2 import cell_polygon
 from flywheel_core.labels.geometry import clean_geometry
 from flywheel_core.labels.ids import NAMESPACE, geometry_key
-from flywheel_core.labels.schema import LABEL_COLUMNS, LABELS_SCHEMA
+from flywheel_core.lake.backfill import write_backfill
+from flywheel_core.lake.label_boxes import active_labels_in_box
 from flywheel_core.lake.labels import current_snapshot_id, labels_for_cell
-from flywheel_core.lake.migrations import rollback_quietly
+from flywheel_core.lake.spatial_filters import box_of
 
 __all__ = [
     "BackfillResult",
@@ -143,79 +144,22 @@ def _log_id(
     return str(uuid.uuid5(LOG_NAMESPACE, "\x1f".join(parts)))
 
 
-def _existing(con: duckdb.DuckDBPyConnection, table: str, column: str, ids: list[str]) -> set[str]:
-    if not ids:
-        return set()
-    view = f"_flywheel_ids_{uuid.uuid4().hex}"
-    con.register(view, pa.table({"id": pa.array(ids, pa.string())}))
-    try:
-        rows = con.execute(
-            f"SELECT t.{column} FROM {table} t SEMI JOIN {view} i ON t.{column} = i.id"
-        ).fetchall()
-    finally:
-        con.unregister(view)
-    return {r[0] for r in rows}
-
-
 def _active_labels_near(
-    con: duckdb.DuckDBPyConnection, bounds: Sequence[float], exclude: set[str]
+    con: duckdb.DuckDBPyConnection, geometries: Sequence[BaseGeometry], exclude: set[str]
 ) -> ActiveLabels:
-    """Active labels (any source, any install date) whose bbox meets `bounds`."""
-    xmin, ymin, xmax, ymax = bounds
-    rows = con.execute(
-        "SELECT label_id, geometry FROM labels WHERE status = 'active' "
-        "AND bbox_xmax >= ? AND bbox_xmin <= ? AND bbox_ymax >= ? AND bbox_ymin <= ? "
-        "ORDER BY label_id",
-        [xmin, xmax, ymin, ymax],
-    ).fetchall()
+    """Active labels (any source, any install date) whose bbox meets the detections' box (date
+    line aware: detections either side of ±180 ask for the degree round it, not the globe)."""
+    rows = active_labels_in_box(con, box_of(geometries))
     kept = [(i, g) for i, g in rows if i not in exclude]
     return ActiveLabels([shapely.from_wkb(g) for _, g in kept], [i for i, _ in kept])
 
 
-def _insert_labels(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    table = pa.Table.from_pylist(rows, schema=LABELS_SCHEMA)
-    view = f"_flywheel_backfill_labels_{uuid.uuid4().hex}"
-    con.register(view, table)
-    try:
-        con.execute(
-            f"INSERT INTO labels ({', '.join(LABEL_COLUMNS)}) "
-            f"SELECT {', '.join(LABEL_COLUMNS)} FROM {view}"
-        )
-    finally:
-        con.unregister(view)
-
-
-_LOG_COLUMNS = (
-    "log_id",
-    "asset",
-    "s2_cell",
-    "partition_date",
-    "round",
-    "model_id",
-    "decision",
-    "reason",
-    "metrics",
-    "run_id",
-    "snapshot_id",
-    "created_at",
-)
-
-
-def _write_log(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    con.executemany(
-        f"INSERT INTO backfill_log ({', '.join(_LOG_COLUMNS)}) "
-        f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})",
-        [[r[c] for c in _LOG_COLUMNS] for r in rows],
-    )
-
-
 def _repaired(det: Detection) -> Detection:
-    """The detection with its polygon repaired as label imports repair theirs (2-D, valid)."""
+    """The detection with its polygon repaired as label imports repair theirs (2-D, valid, and a
+    ring across lon ±180 split there, as labels are stored: else it reads as a globe-wide band)."""
     cleaned = clean_geometry(det.geometry).geometry
+    if cleaned is not None:
+        cleaned = normalize_rings(np.asarray([cleaned], dtype=object))[0]
     if cleaned is None or cleaned.equals_exact(det.geometry, 0.0):
         return det
     return replace(det, geometry=cleaned)
@@ -377,19 +321,7 @@ def write(
 ) -> tuple[list[dict[str, Any]], int]:
     """(label rows inserted, log rows inserted), in one transaction: ids already in the lake (a
     re-run, or a retracted label) are never inserted again."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        present = _existing(con, "labels", "label_id", [r["label_id"] for r in labels])
-        new_labels = [r for r in labels if r["label_id"] not in present]
-        _insert_labels(con, new_labels)
-        logged = _existing(con, "backfill_log", "log_id", [r["log_id"] for r in logs])
-        new_logs = [r for r in logs if r["log_id"] not in logged]
-        _write_log(con, new_logs)
-        con.execute("COMMIT")
-    except BaseException:
-        rollback_quietly(con)
-        raise
-    return new_labels, len(new_logs)
+    return write_backfill(con, labels, logs)
 
 
 def backfill(
@@ -428,8 +360,7 @@ def backfill(
     base_snapshot = current_snapshot_id(con)
     if not dets:
         return BackfillResult(0, 0, {}, 0, 0, 0, base_snapshot)
-    bounds = shapely.total_bounds(np.asarray([d.geometry for d in dets], dtype=object))
-    active = _active_labels_near(con, bounds, exclude=set(ids))
+    active = _active_labels_near(con, [d.geometry for d in dets], exclude=set(ids))
     decisions, refinements = confirm_with_masks(
         dets, decide_all(dets, ids, active, rules), refine, rules.min_area_m2
     )

@@ -29,6 +29,7 @@ import duckdb
 import shapely
 
 from flywheel_core.geo.s2 import covering, parse_token
+from flywheel_core.lake import changes as lake_changes
 from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.partitions import window_end, window_start
 
@@ -37,8 +38,6 @@ __all__ = ["ChangeSet", "label_changes", "labels_changed", "partition_date_of"]
 log = logging.getLogger(__name__)
 
 DateOf = Callable[[dt.date], str | None]
-
-_COLUMNS = "s2_level, s2_cells, install_date, created_at, prompt_geometry"
 
 
 @dataclass(frozen=True)
@@ -87,12 +86,6 @@ def partition_date_of(
     return date_of
 
 
-def _alias_and_schema(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
-    row = con.execute("SELECT current_database(), current_schema()").fetchone()
-    assert row is not None
-    return str(row[0]), str(row[1])
-
-
 def _cells(row: tuple[Any, ...], s2_level: int) -> list[str]:
     level, cells, _, _, prompt = row
     cells = [c for c in (cells or []) if c]
@@ -138,7 +131,6 @@ def labels_changed(
 ) -> ChangeSet:
     """The partitions touched by label changes after `since_snapshot`, with their snapshots."""
     current = current_snapshot_id(con)
-    alias, schema = _alias_and_schema(con)
     if since_snapshot is not None and since_snapshot > current:
         log.warning(
             "cursor snapshot %d is beyond the lake's latest snapshot %d (was the lake "
@@ -151,31 +143,21 @@ def labels_changed(
         return ChangeSet(current, {}, 0, "none")
     start = 0 if since_snapshot is None else since_snapshot + 1
     try:
-        rows = con.execute(
-            f"SELECT snapshot_id, {_COLUMNS} FROM ducklake_table_changes(?, ?, 'labels', ?, ?)",
-            [alias, schema, start, current],
-        ).fetchall()
+        rows = lake_changes.feed(con, start, current)
         parts, n = _partitions(((r[0], r[1:]) for r in rows), s2_level, date_of)
         return ChangeSet(current, parts, n, "change_feed")
     except duckdb.Error as exc:
         log.warning("DuckLake change feed unavailable (%s); falling back", exc)
     if since_snapshot is not None:
         try:
-            rows = con.execute(
-                f"(SELECT {_COLUMNS}, status, geometry FROM labels "
-                f"EXCEPT ALL SELECT {_COLUMNS}, status, geometry FROM labels "
-                f"AT (VERSION => {int(since_snapshot)})) UNION ALL "
-                f"(SELECT {_COLUMNS}, status, geometry FROM labels "
-                f"AT (VERSION => {int(since_snapshot)}) "
-                f"EXCEPT ALL SELECT {_COLUMNS}, status, geometry FROM labels)"
-            ).fetchall()
-            parts, n = _partitions(((current, r[:5]) for r in rows), s2_level, date_of)
+            rows = lake_changes.time_travel_diff(con, since_snapshot)
+            parts, n = _partitions(((current, r) for r in rows), s2_level, date_of)
             return ChangeSet(current, parts, n, "time_travel")
         except duckdb.Error as exc:
             log.warning(
                 "DuckLake time travel to %d failed (%s); scanning all labels", since_snapshot, exc
             )
-    rows = con.execute(f"SELECT {_COLUMNS} FROM labels").fetchall()
+    rows = lake_changes.all_label_rows(con)
     parts, n = _partitions(((current, r) for r in rows), s2_level, date_of)
     return ChangeSet(current, parts, n, "full_scan")
 

@@ -31,7 +31,6 @@ from typing import Any
 
 import duckdb
 import lancedb
-import pyarrow as pa
 
 from flywheel_core.embed.schema import EMBEDDINGS_TABLE
 from flywheel_core.embed.search import (
@@ -46,11 +45,25 @@ from flywheel_core.embed.search_filters import restriction
 from flywheel_core.flywheel.acceptance import Detection
 from flywheel_core.flywheel.backfill import DecidedDetection
 from flywheel_core.labels.ids import NAMESPACE, geometry_key
+from flywheel_core.lake.hard_negatives import COLUMNS, record
 from flywheel_core.lake.labels import current_snapshot_id
-from flywheel_core.lake.migrations import rollback_quietly
+from flywheel_core.lake.spatial_filters import centroid_lonlat
 from flywheel_core.store.lance_tables import partition_filter
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "COLUMNS",  # re-exported from flywheel_core.lake.hard_negatives, with `record`
+    "DEFAULT_K",
+    "SKIP_RULES",
+    "HardNegativeResult",
+    "MiningQuery",
+    "candidate_id",
+    "hard_negatives",
+    "mine",
+    "mining_queries",
+    "record",
+]
 
 CANDIDATE_NAMESPACE = uuid.uuid5(NAMESPACE, "hard_negatives")
 DEFAULT_K = 5
@@ -59,40 +72,6 @@ DEFAULT_K = 5
 SKIP_RULES = ("already_labeled", "mask_qa")
 VHR_DATASET = "vhr_chips"  # the flywheel's own chips: what predictions are made on
 QUERY_CHIP_MAX_DISTANCE_M = 100.0  # a centroid just outside the chip grid still has a chip
-COLUMNS = (
-    "candidate_id",
-    "s2_cell",
-    "partition_date",
-    "round",
-    "model_id",
-    "prediction_id",
-    "reason",
-    "query_uid",
-    "neighbour_uid",
-    "neighbour_dataset",
-    "neighbour_cell",
-    "neighbour_date",
-    "distance",
-    "rank",
-    "embedding_model_id",
-    "trained",
-    "status",
-    "run_id",
-    "created_at",
-)
-# A row "changed" when any of these differ; status, run and time are bookkeeping.
-_CONTENT = (
-    "reason",
-    "query_uid",
-    "neighbour_dataset",
-    "neighbour_cell",
-    "neighbour_date",
-    "rank",
-    "embedding_model_id",
-    "trained",
-    "model_id",
-    "prediction_id",
-)
 
 
 @dataclass(frozen=True)
@@ -180,11 +159,9 @@ def mine(
     missing = 0
     created_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for q in queries:
-        centre = q.detection.geometry.centroid
+        cx, cy = centroid_lonlat(q.detection.geometry)  # the right side of ±180
         try:
-            chip = point_query(
-                tbl, centre.x, centre.y, where=scope, max_distance_m=QUERY_CHIP_MAX_DISTANCE_M
-            )
+            chip = point_query(tbl, cx, cy, where=scope, max_distance_m=QUERY_CHIP_MAX_DISTANCE_M)
         except PointNotCoveredError:
             missing += 1
             continue
@@ -229,67 +206,6 @@ def mine(
                 }
             )
     return rows, missing, False
-
-
-def _changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    if any(old[c] != new[c] for c in _CONTENT):
-        return True
-    return abs(float(old["distance"] or 0.0) - float(new["distance"] or 0.0)) > 1e-6
-
-
-def record(
-    con: duckdb.DuckDBPyConnection,
-    rows: Sequence[dict[str, Any]],
-    *,
-    cell: str,
-    date: dt.date,
-    round: int,
-) -> tuple[int, int, int]:
-    """Make the partition+round's candidates `rows`, in one transaction: (inserted, deleted,
-    unchanged). Nothing changed means nothing written (no new snapshot)."""
-    new = {r["candidate_id"]: r for r in rows}
-    key = [cell, date, int(round)]
-    con.execute("BEGIN TRANSACTION")
-    try:
-        cur = con.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM hard_negatives "
-            "WHERE s2_cell = ? AND partition_date = ? AND round = ?",
-            key,
-        )
-        names = [d[0] for d in cur.description]
-        old = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-        replaced = [i for i in old.keys() & new.keys() if _changed(old[i], new[i])]
-        delete = sorted((old.keys() - new.keys()) | set(replaced))
-        insert = [dict(new[i]) for i in sorted((new.keys() - old.keys()) | set(replaced))]
-        for r in insert:  # a reviewed candidate keeps its review across a re-run
-            if r["candidate_id"] in old:
-                r["status"] = old[r["candidate_id"]]["status"]
-        if not delete and not insert:
-            con.execute("ROLLBACK")
-            return 0, 0, len(old)
-        if delete:
-            view = f"_flywheel_hn_del_{uuid.uuid4().hex}"
-            con.register(view, pa.table({"id": pa.array(delete, pa.string())}))
-            try:
-                con.execute(
-                    "DELETE FROM hard_negatives WHERE s2_cell = ? AND partition_date = ? "
-                    f"AND round = ? AND candidate_id IN (SELECT id FROM {view})",
-                    key,
-                )
-            finally:
-                con.unregister(view)
-        if insert:
-            con.executemany(
-                f"INSERT INTO hard_negatives ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in COLUMNS)})",
-                [[r[c] for c in COLUMNS] for r in insert],
-            )
-        con.execute("COMMIT")
-    except BaseException:
-        rollback_quietly(con)
-        raise
-    unchanged = len(old.keys() & new.keys()) - len(replaced)
-    return len(insert), len(delete), unchanged
 
 
 def hard_negatives(

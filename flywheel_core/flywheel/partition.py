@@ -34,6 +34,8 @@ from flywheel_core.flywheel.calibration import Calibration, default_calibration
 from flywheel_core.flywheel.hard_negatives import DEFAULT_K, HardNegativeResult, hard_negatives
 from flywheel_core.flywheel.metrics import PartitionMetrics
 from flywheel_core.lake.predictions import predictions_for
+from flywheel_core.lake.quote import sql_and, sql_eq, sql_range
+from flywheel_core.lake.spatial_filters import box_of, box_shape, lon_in_range_sql, padded_box
 from flywheel_core.masks.detections import refine_detections
 from flywheel_core.masks.factory import FactorySettings
 from flywheel_core.masks.types import MaskBackend
@@ -82,17 +84,18 @@ def model_calibration(model: dict[str, Any]) -> Calibration:
 def chips_near(
     db: lancedb.DBConnection, day: dt.date, bounds: Sequence[float], table: str = VHR_CHIPS_TABLE
 ) -> list[dict]:
-    """VHR chips of `day` (any cell) whose footprint meets the lon/lat `bounds`."""
+    """VHR chips of `day` (any cell) whose footprint meets the lon/lat `bounds` (west, south, east,
+    north; west > east across the date line, as `box_of` gives)."""
     if table not in db.table_names():
         return []
-    xmin, ymin, xmax, ymax = bounds
-    m = CHIP_MARGIN_DEG
-    where = (
-        f"date = '{day.isoformat()}' AND center_lon >= {xmin - 2 * m} AND center_lon <= "
-        f"{xmax + 2 * m} AND center_lat >= {ymin - m} AND center_lat <= {ymax + m}"
+    west, south, east, north = padded_box(bounds, 2 * CHIP_MARGIN_DEG, CHIP_MARGIN_DEG)
+    where = sql_and(
+        sql_eq("date", day.isoformat()),
+        lon_in_range_sql("center_lon", west, east),
+        sql_range("center_lat", south, north),
     )
     rows = db.open_table(table).search().where(where).limit(None).to_arrow().to_pylist()
-    area = shapely.box(*bounds)
+    area = box_shape(bounds)
     return [r for r in rows if wkb.loads(r["footprint"]).intersects(area)]
 
 
@@ -124,8 +127,7 @@ def backfill_partition(
     chips: list[dict] = []
 
     def refine(accepted: Sequence[Detection]) -> list[Refinement]:
-        bounds = shapely.total_bounds(np.asarray([d.geometry for d in accepted], dtype=object))
-        chips[:] = chips_near(db, day, bounds)
+        chips[:] = chips_near(db, day, box_of([d.geometry for d in accepted]))
         if backend_for is None or not chips:
             why = "no mask back end" if backend_for is None else "no chip shows the detections"
             return [Refinement(True, None, why, {}) for _ in accepted]

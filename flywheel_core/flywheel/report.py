@@ -8,7 +8,6 @@ Recall and precision compare the active labels with a synthetic world's hidden t
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +16,10 @@ import duckdb
 import geopandas as gpd
 
 from flywheel_core.flywheel.truth_eval import label_truth
+from flywheel_core.lake.backfill import model_decisions
+from flywheel_core.lake.hard_negatives import count_for_date
 from flywheel_core.lake.models import latest_model, registry_name
+from flywheel_core.lake.report import active_labels_as_of
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,6 @@ class RoundReport:
         return {**asdict(self), "n_labels": self.n_labels}
 
 
-def _decisions(con: duckdb.DuckDBPyConnection, model_id: str) -> tuple[int, dict[str, int]]:
-    rows = con.execute(
-        "SELECT decision, metrics FROM backfill_log WHERE model_id = ?", [model_id]
-    ).fetchall()
-    accepted = sum(1 for d, _ in rows if d == "accepted")
-    rejected = Counter(json.loads(m or "{}").get("rule") for d, m in rows if d != "accepted")
-    return accepted, {str(k): v for k, v in sorted(rejected.items(), key=lambda kv: str(kv[0]))}
-
-
 def round_report(
     con: duckdb.DuckDBPyConnection,
     truth: gpd.GeoDataFrame,
@@ -62,21 +55,12 @@ def round_report(
     seconds: float | None = None,
 ) -> RoundReport:
     """The round's labels against the truth of `cells`, and what its model and backfill did."""
-    cur = con.execute(
-        "SELECT label_id, source_kind, geometry FROM labels WHERE status = 'active' "
-        "AND (install_date IS NULL OR install_date <= ?)",
-        [day],
-    )
-    labels = [
-        dict(zip(("label_id", "source_kind", "geometry"), r, strict=True)) for r in cur.fetchall()
-    ]
+    labels = active_labels_as_of(con, day)
     by_source = Counter(lab["source_kind"] for lab in labels)
     quality = label_truth(labels, truth, cells, day)
     model = latest_model(con, registry_name(day.isoformat())) or {}
-    accepted, rejected = _decisions(con, model["model_id"]) if model else (0, {})
-    (mined,) = con.execute(
-        "SELECT count(*) FROM hard_negatives WHERE partition_date = ?", [day]
-    ).fetchone() or (0,)
+    accepted, rejected = model_decisions(con, model["model_id"]) if model else (0, {})
+    mined = count_for_date(con, day)
     metrics = model.get("metrics", {})
     params = model.get("params", {})
     stored = (params.get("calibration") or {}).get("thresholds", {})

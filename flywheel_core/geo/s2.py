@@ -11,13 +11,17 @@ import math
 import re
 
 import s2sphere
-from shapely.geometry import Polygon
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
+
+from flywheel_core.errors import FlywheelError
+from flywheel_core.geo import antimeridian
 
 _TOKEN_RE = re.compile(r"^[0-9a-f]{1,16}$")
 
 
-class InvalidCellError(ValueError):
+class InvalidCellError(FlywheelError, ValueError):
     """A string that is not a usable S2 cell token, with the reason in the message."""
 
 
@@ -66,13 +70,33 @@ def parent_token(token: str, level: int) -> str:
 
 
 def cell_polygon(token: str) -> Polygon:
-    """The cell as a lon/lat polygon (edges are geodesics; at partition sizes they are straight)."""
+    """The cell as a lon/lat polygon (edges are geodesics; at partition sizes they are straight).
+
+    A cell on the antimeridian comes back continuous, with longitudes on the side of its centre
+    running past ±180 (e.g. 179.99 .. 180.01), so it can be reprojected or measured as one
+    shape; to intersect it with stored lon/lat data use `cell_footprint`.
+    """
     cell = s2sphere.Cell(parse_token(token))
     ring = []
     for i in range(4):
         ll = s2sphere.LatLng.from_point(cell.get_vertex(i))
         ring.append((ll.lng().degrees, ll.lat().degrees))
+    lons = [x for x, _ in ring]
+    if max(lons) - min(lons) > 180.0:
+        centre = cell.get_center()
+        east = s2sphere.LatLng.from_point(centre).lng().degrees > 0
+        ring = [(x + 360.0 if east and x < 0 else x - 360.0 if not east and x > 0 else x, y)
+                for x, y in ring]  # fmt: skip
     return Polygon(ring)
+
+
+def cell_footprint(token: str) -> Polygon | MultiPolygon:
+    """The cell in stored lon/lat ([-180, 180]): split at ±180 when it lies on the antimeridian."""
+    polygon = cell_polygon(token)
+    xmin, _, xmax, _ = polygon.bounds
+    if xmin >= -180.0 and xmax <= 180.0:
+        return polygon
+    return antimeridian.split(antimeridian.unwrap(polygon))
 
 
 def cell_center(token: str) -> tuple[float, float]:
@@ -81,9 +105,19 @@ def cell_center(token: str) -> tuple[float, float]:
 
 
 def covering(geometry: BaseGeometry, level: int) -> list[str]:
-    """Tokens of every level-`level` cell the geometry touches (not only its centroid's)."""
+    """Tokens of every level-`level` cell the geometry touches (not only its centroid's).
+
+    A shape split at ±180 (see flywheel_core.geo.antimeridian) is covered part by part, so its
+    covering is the cells along its own stretch of the line, not a band around the globe.
+    """
     if geometry.is_empty:
         return []
+    if antimeridian.crosses(geometry):
+        return sorted({c for part in shapely.get_parts(geometry) for c in _covering(part, level)})
+    return _covering(geometry, level)
+
+
+def _covering(geometry: BaseGeometry, level: int) -> list[str]:
     minx, miny, maxx, maxy = geometry.bounds
     rect = s2sphere.LatLngRect.from_point_pair(
         s2sphere.LatLng.from_degrees(miny, minx), s2sphere.LatLng.from_degrees(maxy, maxx)
@@ -98,7 +132,7 @@ def covering(geometry: BaseGeometry, level: int) -> list[str]:
             cell_from_lonlat(geometry.centroid.x, geometry.centroid.y, level)
         ]
     return sorted(
-        c.to_token() for c in candidates if cell_polygon(c.to_token()).intersects(geometry)
+        c.to_token() for c in candidates if cell_footprint(c.to_token()).intersects(geometry)
     )
 
 

@@ -15,10 +15,12 @@ import pystac
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from flywheel_core.errors import FlywheelError
+
 log = logging.getLogger(__name__)
 
 
-class CatalogError(RuntimeError):
+class CatalogError(FlywheelError, RuntimeError):
     """A catalog that cannot be read, with what to do about it."""
 
 

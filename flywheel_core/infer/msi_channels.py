@@ -45,6 +45,7 @@ from affine import Affine
 from rasterio.errors import WindowError
 from rasterio.windows import Window
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.imagery.indices import INDEX_NAMES
 from flywheel_core.imagery.l2a import BANDS
 from flywheel_core.imagery.msi_chips import MSI_GSD_M, chip_grid, l2a_stack, read_bands
@@ -56,7 +57,7 @@ MSI_PREFIX = "msi_"  # flywheel_core.train.dataset prefixes the MSI channel name
 MSI_CHANNELS: tuple[str, ...] = (*BANDS, *INDEX_NAMES)  # what a stored MSI chip carries
 
 
-class MissingChannelsError(ValueError):
+class MissingChannelsError(FlywheelError, ValueError):
     """The scene cannot supply channels the model was trained with."""
 
 

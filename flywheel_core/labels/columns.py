@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from json.encoder import encode_basestring_ascii as _encode_str
 from typing import Any
 
 import numpy as np
@@ -139,3 +140,39 @@ def _jsonable(value: Any) -> Any:
 
 def properties_json(record: dict[str, Any]) -> str:
     return json.dumps({str(k): _jsonable(v) for k, v in record.items()}, sort_keys=True)
+
+
+def _fragments(values: pd.Series) -> list[str]:
+    """Each value as `properties_json` would write it, a whole column at a time."""
+    kind = values.dtype.kind
+    items = values.tolist()
+    if kind in "iu":
+        return [str(v) for v in items]
+    if kind == "b":
+        return ["true" if v else "false" for v in items]
+    if kind == "f":
+        return ["null" if v != v else json.dumps(v) for v in items]
+    out = []
+    for v in items:
+        if isinstance(v, str):
+            out.append(_encode_str(v) if v.strip() else "null")
+        else:
+            out.append(json.dumps(_jsonable(v)))
+    return out
+
+
+def properties_column(attributes: pd.DataFrame, exclude: set[str]) -> list[str]:
+    """`properties_json` of every row of `attributes` minus `exclude`, built column by column.
+
+    Same text as calling `properties_json` per row (keys sorted, same separators; the tests
+    compare them), without a Python dict and a json.dumps per label.
+    """
+    names = sorted((str(c), c) for c in attributes.columns if c not in exclude)
+    if not names:
+        return ["{}"] * len(attributes)
+    keys = [_encode_str(text) + ": " for text, _ in names]
+    columns = [_fragments(attributes[c]) for _, c in names]
+    return [
+        "{" + ", ".join(k + v for k, v in zip(keys, row, strict=True)) + "}"
+        for row in zip(*columns, strict=True)
+    ]

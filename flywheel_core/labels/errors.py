@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flywheel_core.errors import FlywheelError
 
-class LabelFileError(ValueError):
+
+class LabelFileError(FlywheelError, ValueError):
     """The file cannot be imported as a whole; the message says why and what to do."""

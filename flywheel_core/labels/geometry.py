@@ -73,3 +73,54 @@ def clean_geometry(geometry: BaseGeometry | None) -> Cleaned:
     if repaired is None:
         return _reject(f"{kind} has no usable polygon after repair ({problem})")
     return Cleaned(repaired, note=f"repaired {kind} ({problem})")
+
+
+@dataclass
+class CleanedBatch:
+    geometries: np.ndarray  # object array; None where the row is rejected
+    rejects: list[tuple[int, str]]  # (row, reason)
+    notes: list[str]  # one per repaired row, for the import's warnings
+
+
+_POINT, _POLYGON, _MULTIPOLYGON = 0, 3, 6
+
+
+def _fast_rows(geometries: np.ndarray) -> np.ndarray:
+    """Rows usable as they are: finite in-range Points, and valid Polygons with area."""
+    kind = shapely.get_type_id(geometries)
+    usable = ~shapely.is_missing(geometries) & ~shapely.is_empty(geometries)
+    coords, index = shapely.get_coordinates(geometries, return_index=True)
+    bad = ~np.isfinite(coords).all(axis=1)
+    bad |= (np.abs(coords[:, 0]) > 180) | (np.abs(coords[:, 1]) > 90)
+    usable[index[bad]] = False
+    polygonal = usable & np.isin(kind, (_POLYGON, _MULTIPOLYGON))
+    good_polygon = np.zeros(len(geometries), dtype=bool)
+    if polygonal.any():
+        subset = geometries[polygonal]
+        good_polygon[polygonal] = shapely.is_valid(subset) & (shapely.area(subset) > 0)
+    return (usable & (kind == _POINT)) | good_polygon
+
+
+def clean_geometries(geometries: np.ndarray) -> CleanedBatch:
+    """`clean_geometry` for a whole file: the usual rows checked in vectorized calls.
+
+    Valid polygons and plain points (nearly every row of a real dataset) are checked with shapely
+    array functions; only the rest (empty, non-finite, out of range, invalid, lines, multi-points)
+    goes through `clean_geometry` one by one, so reasons and repairs are exactly its own.
+    """
+    raw = np.asarray(geometries, dtype=object)
+    flat = shapely.force_2d(raw)
+    fast = _fast_rows(flat)
+    out = np.empty(len(raw), dtype=object)
+    out[fast] = flat[fast]
+    rejects: list[tuple[int, str]] = []
+    notes: list[str] = []
+    for k in np.flatnonzero(~fast):
+        cleaned = clean_geometry(raw[k])
+        if cleaned.geometry is None:
+            rejects.append((int(k), cleaned.reason or "unusable geometry"))
+            continue
+        out[k] = cleaned.geometry
+        if cleaned.note:
+            notes.append(cleaned.note)
+    return CleanedBatch(out, rejects, notes)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from flywheel_core.errors import FlywheelError
+
 if TYPE_CHECKING:
     from flywheel_core.settings import Settings
 
@@ -25,7 +27,7 @@ _PG_URI = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class LakeConfigError(ValueError):
+class LakeConfigError(FlywheelError, ValueError):
     """A catalog or data path that cannot be used; the message never contains secrets."""
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import duckdb
 
+from flywheel_core.errors import FlywheelError
+from flywheel_core.lake.quote import string_literal
+
 # Extension name -> the Python package that ships it.
 PACKAGES: dict[str, str] = {
     "ducklake": "duckdb_extension_ducklake",
@@ -22,7 +25,7 @@ PACKAGES: dict[str, str] = {
 }
 
 
-class ExtensionNotFoundError(RuntimeError):
+class ExtensionNotFoundError(FlywheelError, RuntimeError):
     """The wheel carrying an extension is missing or was built for another DuckDB."""
 
 
@@ -59,5 +62,4 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     ).fetchone()
     if loaded and loaded[0]:
         return
-    path = str(extension_path(name)).replace("'", "''")
-    con.execute(f"LOAD '{path}'")
+    con.execute(f"LOAD {string_literal(str(extension_path(name)))}")

@@ -7,14 +7,18 @@ released: change the schema by appending a new version, never by editing an old 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
 
+from flywheel_core.lake.transaction import rollback_quietly, transaction
+
 log = logging.getLogger(__name__)
+
+# Re-exported: older callers import rollback_quietly from here.
+__all__ = ["MIGRATIONS", "Migration", "applied_versions", "migrate", "rollback_quietly"]
 
 
 @dataclass(frozen=True)
@@ -200,23 +204,30 @@ CREATE TABLE hard_negatives (
 )
 """
 
+# One row, rewritten by every label import (flywheel_core.lake.label_imports): two imports
+# committing at once on an optimistic catalog both delete it, so DuckLake refuses one COMMIT.
+_LABEL_IMPORT_CLAIMS = """
+CREATE TABLE label_import_claims (
+    claim_id VARCHAR NOT NULL,
+    file_sha256 VARCHAR,
+    import_id VARCHAR,
+    claimed_at TIMESTAMP
+)
+"""
+_FIRST_CLAIM = "INSERT INTO label_import_claims (claim_id) VALUES ('initial')"
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "labels and label imports", (_LABELS, _LABEL_IMPORTS)),
     Migration(2, "models, predictions and backfill log", (_MODELS, _PREDICTIONS, _BACKFILL_LOG)),
     Migration(3, "raster datasets", (_RASTER_DATASETS,)),
     Migration(4, "hard negatives", (_HARD_NEGATIVES,)),
+    Migration(5, "label import claim row", (_LABEL_IMPORT_CLAIMS, _FIRST_CLAIM)),
 )
 
 _LEDGER = (
     "CREATE TABLE IF NOT EXISTS flywheel_migrations "
     "(version INTEGER NOT NULL, name VARCHAR, applied_at TIMESTAMP)"
 )
-
-
-def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
-    """ROLLBACK if a transaction is still open (a failed COMMIT has already ended it)."""
-    with contextlib.suppress(duckdb.Error):
-        con.execute("ROLLBACK")
 
 
 def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
@@ -226,20 +237,17 @@ def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
 
 def _apply(con: duckdb.DuckDBPyConnection, migration: Migration) -> bool:
     """Apply one migration; False if another connection applied it first."""
-    con.execute("BEGIN TRANSACTION")
     try:
-        if migration.version in applied_versions(con):
-            con.execute("ROLLBACK")
-            return False
-        for statement in migration.statements:
-            con.execute(statement)
-        con.execute(
-            "INSERT INTO flywheel_migrations VALUES (?, ?, ?)",
-            [migration.version, migration.name, datetime.now(UTC).replace(tzinfo=None)],
-        )
-        con.execute("COMMIT")
+        with transaction(con):
+            if migration.version in applied_versions(con):
+                return False
+            for statement in migration.statements:
+                con.execute(statement)
+            con.execute(
+                "INSERT INTO flywheel_migrations VALUES (?, ?, ?)",
+                [migration.version, migration.name, datetime.now(UTC).replace(tzinfo=None)],
+            )
     except duckdb.Error:
-        rollback_quietly(con)
         # A concurrent writer may have won the race; only then is the failure harmless.
         if migration.version in applied_versions(con):
             return False

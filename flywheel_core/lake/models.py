@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from flywheel_core.lake.migrations import rollback_quietly
+from flywheel_core.lake.transaction import transaction
 
 
 def registry_name(day: str) -> str:
@@ -42,17 +42,12 @@ def register_model(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
         "status",
         "created_at",
     ]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM models WHERE model_id = ?", [values["model_id"]])
         con.execute(
             f"INSERT INTO models ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
             [values.get(c) for c in cols],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        rollback_quietly(con)
-        raise
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import duckdb
 from shapely import wkb
 
 from flywheel_core.geo.h3index import h3_cell
-from flywheel_core.lake.migrations import rollback_quietly
+from flywheel_core.lake.spatial_filters import box_of, centroid_lonlat
+from flywheel_core.lake.transaction import transaction
 
 NAMESPACE = uuid.UUID("0f8e4a5c-3c55-4f0b-9d1c-6a2b8e7f4d21")
 COLUMNS = (
@@ -50,8 +51,8 @@ def prediction_row(
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
     geom = wkb.loads(geometry_wkb)
-    c = geom.centroid
-    x0, y0, x1, y1 = geom.bounds
+    cx, cy = centroid_lonlat(geom)  # date line aware, as is the bbox (x0 > x1 across ±180)
+    x0, y0, x1, y1 = box_of(geom)
     return {
         "prediction_id": str(
             uuid.uuid5(NAMESPACE, f"{model_id}|{cell}|{day}|{geometry_wkb.hex()}")
@@ -64,13 +65,13 @@ def prediction_row(
         "geometry": geometry_wkb,
         "score": score,
         "area_m2": area_m2,
-        "centroid_lon": c.x,
-        "centroid_lat": c.y,
+        "centroid_lon": cx,
+        "centroid_lat": cy,
         "bbox_xmin": x0,
         "bbox_ymin": y0,
         "bbox_xmax": x1,
         "bbox_ymax": y1,
-        "h3_cell": h3_cell(c.x, c.y, h3_resolution),
+        "h3_cell": h3_cell(cx, cy, h3_resolution),
         "label_id": None,
         "metrics": json.dumps(metrics, sort_keys=True),
         "created_at": datetime.now(UTC).replace(tzinfo=None),
@@ -91,8 +92,7 @@ def replace_predictions(
             f"{len(wrong)} prediction row(s) belong to another (model, cell, date) than "
             f"({model_id}, {cell}, {day}); a replace may only carry its own rows"
         )
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "DELETE FROM predictions WHERE model_id = ? AND s2_cell = ? AND partition_date = ?",
             [model_id, cell, day],
@@ -103,10 +103,6 @@ def replace_predictions(
                 f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({placeholders})",
                 [[r[c] for c in COLUMNS] for r in rows],
             )
-        con.execute("COMMIT")
-    except BaseException:
-        rollback_quietly(con)
-        raise
     return len(rows)
 
 

@@ -16,6 +16,7 @@ from shapely.geometry import MultiPolygon, box
 from shapely.geometry.base import BaseGeometry
 
 from flywheel_core.imagery.vhr_chips import chip_image
+from flywheel_core.lake.spatial_filters import LABEL_BBOX_COLUMNS, box_meets, box_of
 from flywheel_core.masks.prompts import PromptSettings, chip_prompts, to_lonlat
 from flywheel_core.masks.qa import AcceptanceRules, assess
 from flywheel_core.masks.refine import RefineSettings, refine
@@ -102,16 +103,10 @@ def weights_of(backend: MaskBackend) -> str:
 
 
 def labels_meeting(chip: dict, labels: list[dict]) -> list[dict]:
-    """Labels whose prompt footprint's bbox meets the chip's footprint bbox (a cheap prefilter)."""
-    fx0, fy0, fx1, fy1 = wkb.loads(chip["footprint"]).bounds
-    return [
-        lab
-        for lab in labels
-        if lab["bbox_xmin"] <= fx1
-        and lab["bbox_xmax"] >= fx0
-        and lab["bbox_ymin"] <= fy1
-        and lab["bbox_ymax"] >= fy0
-    ]
+    """Labels whose prompt footprint's bbox meets the chip's footprint bbox (a cheap prefilter;
+    either box may cross the date line, west > east)."""
+    footprint = box_of(wkb.loads(chip["footprint"]))
+    return [lab for lab in labels if box_meets([lab[c] for c in LABEL_BBOX_COLUMNS], footprint)]
 
 
 def iter_masks(

@@ -17,6 +17,7 @@ import lancedb
 from flywheel_core.embed.dinov3 import DinoModel
 from flywheel_core.embed.partition import PartitionEmbedding, embed_partition, tile_batches
 from flywheel_core.embed.table import DEFAULT_MIN_ROWS
+from flywheel_core.errors import FlywheelError
 from flywheel_core.rasters.registry import KIND_FILE, RasterDataset
 from flywheel_core.store.lance_tables import connect, partition_filter
 from flywheel_core.store.objects import ObjectStore
@@ -24,7 +25,7 @@ from flywheel_core.store.objects import ObjectStore
 log = logging.getLogger(__name__)
 
 
-class DatasetNotReadyError(RuntimeError):
+class DatasetNotReadyError(FlywheelError, RuntimeError):
     pass
 
 

@@ -31,6 +31,7 @@ import pyarrow as pa
 import rasterio
 from shapely import wkb
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.geo.s2 import cell_from_lonlat
 from flywheel_core.rasters import checks
 from flywheel_core.rasters.cog import CogReport, convert_to_cog, validate_cog
@@ -72,7 +73,7 @@ BATCH_TILES = 64  # tiles per Arrow batch streamed into Lance: bounded memory on
 SENSOR_TAGS = ("SENSOR", "PLATFORM", "SATELLITE", "MISSION")
 
 
-class RasterIngestError(RuntimeError):
+class RasterIngestError(FlywheelError, RuntimeError):
     """A store failed while registering; the dataset was recorded as failed with this error."""
 
 
@@ -134,6 +135,25 @@ def stored_uids(db: lancedb.DBConnection, table: str, partition: dict[str, str])
         .to_arrow()
     )
     return found["uid"].to_pylist()
+
+
+def drop_tiles(db: lancedb.DBConnection, ds: RasterDataset, *, quietly: bool = False) -> None:
+    """Delete a failed dataset's tiles from Lance: a `failed` row must not leave tiles behind.
+
+    Readers of `raster_tiles` (search, embeddings, the chips view) do not consult the registry,
+    so tiles of a failed dataset would be served as if they were good. `quietly` is for the path
+    where a store has already failed: the original error is the one to report.
+    """
+    if RASTER_TILES_TABLE not in db.table_names():
+        return
+    try:
+        table = db.open_table(RASTER_TILES_TABLE)
+        table.delete(partition_filter({"dataset": ds.dataset_id}))
+        ds.lance_version, ds.tile_count = table.version, 0
+    except Exception:
+        if not quietly:
+            raise
+        log.warning("%s: could not delete the failed dataset's tiles", ds.dataset_id, exc_info=True)
 
 
 def read_back_index(store: ObjectStore, key: str, workdir: Path) -> gpd.GeoDataFrame:
@@ -296,8 +316,11 @@ def register_raster(
             raise  # the file's pixels are bad: an input error, no row
         except Exception as exc:
             ds.status, ds.error = FAILED, f"{type(exc).__name__}: {exc}"
+            drop_tiles(db, ds, quietly=True)
             record_dataset(con, ds, replace_ready=force)
             raise RasterIngestError(f"{uri}: registration failed and was recorded: {exc}") from exc
+        if not ds.ready:
+            drop_tiles(db, ds)  # before the row: a crash between leaves no row or a failed one
         record_dataset(con, ds, replace_ready=force)
         log.info("%s: %s", dataset_id, ds.status)
         return RegisterResult(ds, created=True)

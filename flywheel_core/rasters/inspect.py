@@ -25,6 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.geo.projection import reproject
 from flywheel_core.rasters.tiling import band_names
 
@@ -51,7 +52,7 @@ _READ_CHUNK = 8 << 20
 GDAL_ERRORS: tuple[type[Exception], ...] = (RasterioError, CPLE_BaseError)
 
 
-class RasterError(ValueError):
+class RasterError(FlywheelError, ValueError):
     """A file that cannot become a raster dataset; the message names the file and the reason."""
 
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import duckdb
 
-from flywheel_core.lake.migrations import rollback_quietly
+from flywheel_core.errors import FlywheelError
+from flywheel_core.lake.raster_datasets import replace_row, select_rows
 
 READY, FAILED = "ready", "failed"
 STATUSES = (READY, FAILED)
@@ -33,7 +34,7 @@ KIND_FILE = "raster"  # a file or URI registered by a user
 KIND_VHR_SCENE = "vhr_scene"  # a flywheel VHR scene chipped for one (cell, date)
 
 
-class TransitionError(RuntimeError):
+class TransitionError(FlywheelError, RuntimeError):
     """A write that would move a dataset along a transition the lifecycle does not allow."""
 
 
@@ -118,35 +119,25 @@ def _from_sql(names: list[str], values: tuple) -> RasterDataset:
     return RasterDataset(**{c: row[c] for c in COLUMNS})
 
 
-def _select(con: duckdb.DuckDBPyConnection, where: str, args: list[Any]) -> list[RasterDataset]:
-    cur = con.execute(f"SELECT {', '.join(COLUMNS)} FROM raster_datasets {where}", args)
-    names = [d[0] for d in cur.description]
-    return [_from_sql(names, r) for r in cur.fetchall()]
+def _rows(con: duckdb.DuckDBPyConnection, **filters: str | None) -> list[RasterDataset]:
+    names, rows = select_rows(con, COLUMNS, **filters)
+    return [_from_sql(names, r) for r in rows]
 
 
 def get_dataset(con: duckdb.DuckDBPyConnection, dataset_id: str) -> RasterDataset | None:
-    found = _select(con, "WHERE dataset_id = ?", [dataset_id])
+    found = _rows(con, dataset_id=dataset_id)
     return found[0] if found else None
 
 
 def find_datasets(con: duckdb.DuckDBPyConnection, id_or_prefix: str) -> list[RasterDataset]:
     """Datasets whose id starts with the given text (a full id matches exactly one)."""
-    escaped = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return _select(con, "WHERE dataset_id LIKE ? ESCAPE '\\' ORDER BY dataset_id", [escaped + "%"])
+    return _rows(con, prefix=id_or_prefix)
 
 
 def list_datasets(
     con: duckdb.DuckDBPyConnection, status: str | None = None, kind: str | None = None
 ) -> list[RasterDataset]:
-    clauses, args = [], []
-    if status:
-        clauses.append("status = ?")
-        args.append(status)
-    if kind:
-        clauses.append("kind = ?")
-        args.append(kind)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-    return _select(con, f"{where} ORDER BY created_at, dataset_id", args)
+    return _rows(con, status=status, kind=kind)
 
 
 def check_transition(current: str | None, new: str, replace_ready: bool) -> None:
@@ -164,24 +155,12 @@ def record_dataset(
 ) -> RasterDataset:
     """Write the attempt's one row (replacing a failed one) in one transaction."""
     now = datetime.now(UTC)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        existing = con.execute(
-            "SELECT status, created_at FROM raster_datasets WHERE dataset_id = ?",
-            [ds.dataset_id],
-        ).fetchall()
-        current = existing[0][0] if existing else None
+
+    def build(current: str | None, created: datetime | None) -> list[Any]:
         check_transition(current, ds.status, replace_ready)
-        created = existing[0][1].replace(tzinfo=UTC) if existing and existing[0][1] else now
-        ds.created_at, ds.updated_at = created, now
-        con.execute("DELETE FROM raster_datasets WHERE dataset_id = ?", [ds.dataset_id])
-        con.execute(
-            f"INSERT INTO raster_datasets ({', '.join(COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in COLUMNS)})",
-            _to_sql(ds),
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        rollback_quietly(con)
-        raise
+        ds.created_at = created.replace(tzinfo=UTC) if created else now
+        ds.updated_at = now
+        return _to_sql(ds)
+
+    replace_row(con, ds.dataset_id, COLUMNS, build)
     return ds

@@ -17,6 +17,10 @@ import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flywheel_core.errors import FlywheelError, reaching
+from flywheel_core.faults import fault_point
+from flywheel_core.lake.quote import sql_and
+
 log = logging.getLogger(__name__)
 
 KEY_COLUMN = "uid"
@@ -33,7 +37,7 @@ def pixels_field(name: str) -> pa.Field:
     return pa.field(name, pa.binary(), metadata=UNCOMPRESSED)
 
 
-class PartitionMismatchError(ValueError):
+class PartitionMismatchError(FlywheelError, ValueError):
     """Rows that claim another partition than the one being written, or a bad key column."""
 
 
@@ -71,16 +75,15 @@ def storage_options(uri: str) -> dict[str, str] | None:
 def connect(uri: str) -> lancedb.DBConnection:
     if not uri.startswith(("s3://", "gs://", "az://", "memory://")):
         os.makedirs(uri, exist_ok=True)
-    return lancedb.connect(uri, storage_options=storage_options(uri))
+    with reaching(f"the LanceDB store {uri}"):  # a closed endpoint: one line, not a retry dump
+        return lancedb.connect(uri, storage_options=storage_options(uri))
 
 
 def partition_filter(partition: Mapping[str, str]) -> str:
     """SQL predicate selecting exactly one partition's rows."""
-    parts = []
-    for column, value in sorted(partition.items()):
-        escaped = str(value).replace("'", "''")
-        parts.append(f"{column} = '{escaped}'")
-    return " AND ".join(parts)
+    if not partition:
+        return ""
+    return sql_and({column: str(value) for column, value in partition.items()})
 
 
 def _check_batch(batch: pa.RecordBatch, partition: Mapping[str, str], seen: set[str]) -> None:
@@ -122,6 +125,7 @@ def _validated(
             for batch in source:
                 _check_batch(batch, partition, seen)
                 yield batch
+                fault_point("lance.partition.streaming")
         except Exception as exc:
             errors.append(exc)
             raise
@@ -148,6 +152,7 @@ def replace_partition(
         # An unpartitioned table is replaced whole; a partitioned one only inside its filter.
         .when_not_matched_by_source_delete(partition_filter(partition) if partition else None)
     )
+    fault_point("lance.partition.before_write")
     errors: list[Exception] = []
     try:
         outcome = merge.execute(_validated(data, partition, errors))
@@ -155,6 +160,7 @@ def replace_partition(
         if errors:
             raise errors[0] from exc
         raise
+    fault_point("lance.partition.after_commit")
     log.info(
         "%s[%s]: %d rows (+%d inserted, %d updated, -%d deleted) at version %d",
         table_name,

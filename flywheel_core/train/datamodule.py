@@ -9,6 +9,7 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.train.augment import Compose, D4Augment, Transform
 from flywheel_core.train.dataset import LanceChipDataset, open_lance, row_filter
 from flywheel_core.train.photometric import PhotometricAugment
@@ -16,7 +17,7 @@ from flywheel_core.train.sampler import PositiveAwareSampler
 from flywheel_core.train.splits import SPLITS
 
 
-class EmptySplitError(ValueError):
+class EmptySplitError(FlywheelError, ValueError):
     """The train split selects no rows, so there is nothing to train on."""
 
 

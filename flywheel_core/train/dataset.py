@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from flywheel_core.lake.quote import sql_eq, sql_in, sql_range
+
 log = logging.getLogger(__name__)
 
 BANDS = ("vhr", "vhr+msi")
@@ -51,21 +53,17 @@ def open_lance(uri: str, version: int | None = None) -> lance.LanceDataset:
     return lance.dataset(uri, version=version, storage_options=options)
 
 
-def _quote(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def row_filter(
     split: str | None = None, as_of: str | None = None, cells: Sequence[str] | None = None
 ) -> str | None:
     """The SQL predicate a dataset selects (for logs and provenance; selection is done in Arrow)."""
     parts = []
     if split is not None:
-        parts.append(f"split = {_quote(split)}")
+        parts.append(sql_eq("split", split))
     if as_of is not None:
-        parts.append(f"date <= {_quote(as_of)}")
+        parts.append(sql_range("date", high=as_of))
     if cells is not None:
-        parts.append(f"cell IN ({', '.join(_quote(c) for c in cells)})")
+        parts.append(sql_in("cell", cells))
     return " AND ".join(parts) or None
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from flywheel_core.flywheel.calibration import Calibration, calibrate_model
+from flywheel_core.lake.quote import sql_range
 from flywheel_core.train.trainer import TrainConfig, TrainResult, load_model, train_model
 
 TABLE = "training_data"
@@ -32,7 +33,9 @@ TABLE = "training_data"
 def round_of(db: Any, day: str) -> tuple[int, int]:
     """(round number, training samples up to `day`): round k = the k-th date with training data."""
     table = db.open_table(TABLE)
-    dates = table.search().where(f"date <= '{day}'").select(["date"]).limit(None).to_arrow()
+    dates = (
+        table.search().where(sql_range("date", high=day)).select(["date"]).limit(None).to_arrow()
+    )
     days = sorted(set(dates["date"].to_pylist()))
     return len(days), dates.num_rows
 

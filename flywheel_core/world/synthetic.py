@@ -26,6 +26,7 @@ from flywheel_core.world import paths
 from flywheel_core.world.clouds import is_cloudy
 from flywheel_core.world.grid import SceneGrid, cell_polygon_utm
 from flywheel_core.world.layout import DISTRACTOR_KINDS, layout_in
+from flywheel_core.world.limits import check_world_size
 from flywheel_core.world.render import SceneLayers, neighbourhood, render_layers
 from flywheel_core.world.scenes import GENERATOR_VERSION, write_s2_scene, write_vhr_scene
 from flywheel_core.world.sentinel2 import render_s2
@@ -81,6 +82,7 @@ def _check(cells: Sequence[str], dates: Sequence[date]) -> None:
         raise ValueError("at least one cell is needed")
     if not dates:
         raise ValueError("at least one date is needed")
+    check_world_size(len(cells), len(dates))
     levels = {parse_token(c).level() for c in cells}  # raises InvalidCellError (a ValueError)
     if len(levels) > 1:
         raise ValueError(

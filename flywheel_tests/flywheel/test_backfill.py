@@ -11,6 +11,7 @@ from flywheel_core.flywheel import backfill as backfill_mod
 from flywheel_core.flywheel.acceptance import AcceptanceRules
 from flywheel_core.flywheel.backfill import backfill, partition_metrics
 from flywheel_core.geo.s2 import cell_from_lonlat
+from flywheel_core.lake import backfill as lake_backfill
 from flywheel_core.lake.connection import lake_connection
 from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_tests.flywheel.conftest import H3_RES, S2_LEVEL, import_seeds
@@ -141,7 +142,7 @@ def test_backfill_is_one_transaction(lake, tmp_path, monkeypatch):
             seen.append(_count(con_, "SELECT count(*) FROM labels"))  # labels are in by now
             raise RuntimeError("disk full (simulated)")
 
-        monkeypatch.setattr(backfill_mod, "_write_log", fail)
+        monkeypatch.setattr(lake_backfill, "_insert_log", fail)
         with pytest.raises(RuntimeError, match="simulated"):
             _run(con)
         assert seen == [3]
@@ -279,3 +280,44 @@ def test_the_calibration_sets_the_bounds_and_every_decision_records_them(lake, t
             "SELECT properties FROM labels WHERE source_kind = 'model'"
         ).fetchone()
         assert json.loads(props)["calibration"] == calibration.digest
+
+
+def test_a_label_across_the_date_line_is_found_for_a_detection_beside_it(lake, tmp_path):
+    """A seed label crossing ±180 is stored with bbox_xmin > bbox_xmax; a detection of the same
+    panel just east of the line is `already_labeled` (before: the plain bbox filter missed the
+    label, and the panel was labelled twice)."""
+    across = shapely.Polygon(
+        [(179.9997, -16.0), (-179.9997, -16.0), (-179.9997, -15.9997), (179.9997, -15.9997)]
+    )
+    with lake_connection(lake) as con:
+        import_seeds(con, tmp_path, [across], [date(2023, 5, 1)])
+        xmin, xmax = con.execute("SELECT bbox_xmin, bbox_xmax FROM labels").fetchone()
+        assert xmin > xmax  # the stored convention for a box across the line
+        east_part = shapely.box(179.9998, -15.9999, 179.99995, -15.9998)
+        cell = cell_from_lonlat(179.9999, -15.99985, S2_LEVEL)
+        result = _run(con, [_det("p-east", east_part, 0.95)], cell=cell)
+        assert (result.accepted, result.rejected) == (0, {"already_labeled": 1})
+
+
+def test_a_detection_ring_across_the_date_line_is_split_like_a_label(lake, tmp_path):
+    """A detection whose raw ring jumps across ±180 is decided as the 20 m shape it is: not
+    against a label on its latitude at lon 0, and against a label inside its part east of the
+    line (before: as a globe-wide band, which met the first and missed the second)."""
+    raw = shapely.Polygon(
+        [(179.9999, -15.9999), (-179.9999, -15.9999), (-179.9999, -15.9998), (179.9999, -15.9998)]
+    )
+    greenwich = shapely.box(0.0, -15.9999, 0.0001, -15.9998)
+    east_strip = shapely.box(179.99992, -15.99988, 179.99998, -15.99982)  # inside raw, lon > 0
+    cell = cell_from_lonlat(179.99995, -15.99985, S2_LEVEL)
+    with lake_connection(lake) as con:
+        import_seeds(con, tmp_path, [greenwich], [date(2023, 5, 1)], "greenwich")
+        alone = _run(con, [_det("p-raw", raw, 0.95)], cell=cell)
+        assert alone.accepted == 1, alone.reasons
+        xmin, xmax, lon = con.execute(
+            "SELECT bbox_xmin, bbox_xmax, centroid_lon FROM labels WHERE source_kind = 'model'"
+        ).fetchone()
+        assert xmin > xmax and abs(abs(lon) - 180.0) < 1e-3
+        con.execute("UPDATE labels SET status = 'retracted' WHERE source_kind = 'model'")
+        import_seeds(con, tmp_path, [east_strip], [date(2023, 5, 1)], "east")
+        again = _run(con, [_det("p-raw2", raw, 0.9)], cell=cell, round=2)
+        assert again.rejected == {"already_labeled": 1}

@@ -30,7 +30,7 @@ def test_import_prints_counts_snapshot_and_cells(data_dir: Path, tmp_path: Path)
     assert "S2 level-15 cell(s)" in first.output
     assert (data_dir / "lake" / "catalog.ducklake").is_file()
 
-    again = runner.invoke(labels, ["import", str(path)])
+    again = runner.invoke(labels, ["import", str(path), "--force"])
     assert again.exit_code == 0, again.output
     assert "read 4, inserted 0, duplicates 4, rejected 0" in again.output
     assert "cover 0 S2" in again.output
@@ -83,3 +83,30 @@ def test_stats_on_an_empty_lake(data_dir: Path) -> None:
     result = CliRunner().invoke(labels, ["stats"])
     assert result.exit_code == 0, result.output
     assert "no labels yet" in result.output
+
+
+def test_same_file_under_another_source_is_a_no_op_that_names_the_first_import(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    path = sample_file(tmp_path, "berlin_roofs.geojson")
+    runner = CliRunner()
+    first = runner.invoke(labels, ["import", str(path)])
+    assert first.exit_code == 0, first.output
+    import_id = first.output.split("(import ")[1].split(")")[0]
+    copy = tmp_path / "renamed_copy.geojson"
+    copy.write_bytes(path.read_bytes())  # same bytes, other name, other source
+    again = runner.invoke(labels, ["import", str(copy), "--source", "other-dataset"])
+    assert again.exit_code == 0, again.output
+    lines = again.output.strip().splitlines()
+    assert len(lines) == 1, again.output  # one clear line
+    assert "already imported (same SHA-256)" in lines[0]
+    assert import_id in lines[0] and "berlin_roofs.geojson" in lines[0]
+    assert "'berlin_roofs'" in lines[0] and "--force" in lines[0]
+    stats = runner.invoke(labels, ["stats"])
+    assert "other-dataset" not in stats.output
+    forced = runner.invoke(labels, ["import", str(copy), "--source", "other-dataset", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "inserted 4, duplicates 0" in forced.output  # forced: a new source's labels
+    stats = runner.invoke(labels, ["stats"])
+    row = next(line for line in stats.output.splitlines() if line.startswith("other-dataset"))
+    assert row.split() == ["other-dataset", "4", "0", "4"]

@@ -88,8 +88,10 @@ def test_resource_defaults_come_from_settings(monkeypatch: pytest.MonkeyPatch) -
 
 def test_changed_data_path_is_a_clear_error(tmp_path: Path) -> None:
     catalog = f"duckdb:{tmp_path / 'cat.ducklake'}"
-    with lake_connection(LakeConfig(catalog=catalog, data_path=str(tmp_path / "one"))):
-        pass
+    with lake_connection(LakeConfig(catalog=catalog, data_path=str(tmp_path / "one"))) as con:
+        # A lake with data files: a data path without them is an error, not a moved data/
+        # folder (that case is re-pointed, see test_moved_data.py).
+        con.execute("CREATE TABLE t AS SELECT 1 AS i")
     with pytest.raises(LakeAttachError, match="could not attach DuckLake duckdb catalog"):
         open_lake(LakeConfig(catalog=catalog, data_path=str(tmp_path / "two")))
 

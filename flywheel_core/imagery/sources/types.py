@@ -32,6 +32,7 @@ from affine import Affine
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.geo.projection import reproject
 from flywheel_core.geo.s2 import cell_polygon
 from flywheel_core.imagery.l2a import BANDS as MSI_BANDS
@@ -43,7 +44,7 @@ SCL = "SCL"
 MSI_READ_BANDS: tuple[str, ...] = (*MSI_BANDS, SCL)
 
 
-class SourceError(RuntimeError):
+class SourceError(FlywheelError, RuntimeError):
     """A problem with a source's data or settings, in one line: source, cell, date, problem."""
 
     def __init__(self, source: str, problem: str, cell: str = "", day: date | None = None) -> None:

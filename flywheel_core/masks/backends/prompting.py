@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.masks.types import Prompt
 
 STABILITY_OFFSET = 1.0  # SAM's default `stability_score_offset`
 MASK_THRESHOLD = 0.0  # SAM thresholds mask logits at 0
 
 
-class ModelWeightsNotFoundError(FileNotFoundError):
+class ModelWeightsNotFoundError(FlywheelError, FileNotFoundError):
     """A back end's weights are not on this machine (nothing is ever downloaded)."""
 
 

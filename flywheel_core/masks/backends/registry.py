@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flywheel_core.errors import FlywheelError
 from flywheel_core.masks.backends.classical import ClassicalBackend
 from flywheel_core.masks.types import MaskBackend
 
@@ -17,7 +18,7 @@ TINY_TRANSFORMERS = "tiny-random-sam"
 RANDOM_SAMGEO = "random-vit_b"
 
 
-class BackendError(ValueError):
+class BackendError(FlywheelError, ValueError):
     """An unknown back end, or weights that are not where the configuration says."""
 
 
