@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from flywheel_core.geo.s2 import InvalidCellError, parse_token
-from flywheel_core.partitions import CellDate, PartitionKeyError, date_key_problem
+from flywheel_core.partitions import CellDate, PartitionKeyError, date_key_problem, split_key
 from flywheel_core.settings import Settings
 
 if TYPE_CHECKING:
@@ -79,13 +79,7 @@ def check_partition_key(
 
     Both parts are checked, so a key wrong in two ways says so at once.
     """
-    parts = str(key).split("|")
-    if len(parts) != 2:
-        raise PartitionKeyError(
-            f"partition key {key!r} must read '<s2 cell token>|<YYYY-MM-DD>', "
-            "e.g. '479e758c4|2024-06-01'"
-        )
-    cell, day = parts
+    cell, day = split_key(key)
     keys = date_partitions(settings).get_partition_keys()
     problems = [
         p

@@ -27,8 +27,17 @@ def ensure_dagster_home() -> Path:
     path = Path(home)
     path.mkdir(parents=True, exist_ok=True)
     project_yaml = Path("dagster.yaml")
-    if not (path / "dagster.yaml").exists() and project_yaml.exists():
-        shutil.copy(project_yaml, path / "dagster.yaml")
+    instance_yaml = path / "dagster.yaml"
+    if not instance_yaml.exists() and project_yaml.exists():
+        shutil.copy(project_yaml, instance_yaml)
+    elif instance_yaml.exists() and "run_monitoring" not in instance_yaml.read_text():
+        # An instance made before run monitoring: a killed run would keep its pool slots.
+        log.warning(
+            "%s has no run_monitoring: a killed run can keep the gpu pool claimed; "
+            "copy the project's dagster.yaml there (or merge its run_launcher and "
+            "run_monitoring blocks)",
+            instance_yaml,
+        )
     return path
 
 

@@ -19,6 +19,17 @@ class PartitionKeyError(FlywheelError, ValueError):
     """A partition key that is not `<s2 token>|<YYYY-MM-DD>`, or names no existing partition."""
 
 
+def split_key(key: str) -> tuple[str, str]:
+    """The (cell, date) strings of a key, unchecked; a PartitionKeyError when it has no `|`."""
+    parts = str(key).split("|")
+    if len(parts) != 2:
+        raise PartitionKeyError(
+            f"partition key {key!r} must read '<s2 cell token>|<YYYY-MM-DD>', "
+            "e.g. '479e758c4|2024-06-01'"
+        )
+    return parts[0], parts[1]
+
+
 @dataclass(frozen=True, order=True)
 class CellDate:
     cell: str
@@ -34,13 +45,7 @@ class CellDate:
 
     @classmethod
     def parse(cls, key: str, level: int | None = None) -> CellDate:
-        parts = str(key).split("|")
-        if len(parts) != 2:
-            raise PartitionKeyError(
-                f"partition key {key!r} must read '<s2 cell token>|<YYYY-MM-DD>', "
-                "e.g. '479e758c4|2024-06-01'"
-            )
-        cell, day = parts
+        cell, day = split_key(key)
         parse_token(cell, level)
         try:
             parsed = date.fromisoformat(day)

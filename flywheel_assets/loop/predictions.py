@@ -55,6 +55,34 @@ def _msi_rows(lancedb: LanceDBResource, cell: str, day: str) -> list[dict]:
     return table.search().where(where).limit(None).to_arrow().to_pylist()
 
 
+def _load_model(store: Any, gpu: GPUResource, model_id: str) -> Any:
+    """The registered model's weights, fetched once into the local cache, on the GPU resource."""
+    cache = SETTINGS.data_dir / "cache" / "models" / model_id / "model.ckpt"
+    if not cache.exists():
+        store.get(f"models/{model_id}/model.ckpt", cache)
+    return gpu.load("pv-seg", model_id, lambda dev, dtype: load_model(cache).to(dev))
+
+
+def _prediction_rows(
+    result: Any, model: dict[str, Any], part: CellDate, cog_uri: str
+) -> list[dict[str, Any]]:
+    """One `predictions` row per detection, with its features and where its probabilities are."""
+    return [
+        prediction_row(
+            wkb.dumps(d.geometry),
+            model_id=model["model_id"],
+            round_no=model["round"],
+            cell=part.cell,
+            day=part.date,
+            score=d.score,
+            area_m2=d.area_m2,
+            h3_resolution=SETTINGS.h3_resolution,
+            metrics={**d.features, "bands": result.bands, "cog_uri": cog_uri},
+        )
+        for d in result.detections
+    ]
+
+
 @asset(
     partitions_def=cell_date,
     deps=[
@@ -89,11 +117,9 @@ def predictions(
     area = cell_polygon(part.cell)
     vhr = partition_scene(context, imagery, "vhr", part)
     store = objects.store()
-    cache = SETTINGS.data_dir / "cache" / "models" / model_id / "model.ckpt"
-    if not cache.exists():
-        store.get(f"models/{model_id}/model.ckpt", cache)
-    module = gpu.load("pv-seg", model_id, lambda dev, dtype: load_model(cache).to(dev))
-    rows, cog_uri, tiles = [], "none", 0
+    module = _load_model(store, gpu, model_id)
+    rows: list[dict[str, Any]] = []
+    cog_uri, tiles = "none", 0
     facts: dict[str, Any] = {}
     if vhr is None:
         context.log.warning(f"no VHR scene for {part.key}: no predictions")
@@ -133,20 +159,7 @@ def predictions(
             "msi_scene": result.msi_scene or "none",
             "seconds": {k: round(v, 2) for k, v in result.timings.items()},
         }
-        for d in result.detections:
-            rows.append(
-                prediction_row(
-                    wkb.dumps(d.geometry),
-                    model_id=model_id,
-                    round_no=model["round"],
-                    cell=part.cell,
-                    day=part.date,
-                    score=d.score,
-                    area_m2=d.area_m2,
-                    h3_resolution=SETTINGS.h3_resolution,
-                    metrics={**d.features, "bands": result.bands, "cog_uri": cog_uri},
-                )
-            )
+        rows = _prediction_rows(result, model, part, cog_uri)
     with ducklake.connect() as con:
         replace_predictions(con, model_id, part.cell, part.date, rows)
     return MaterializeResult(

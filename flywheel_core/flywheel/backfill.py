@@ -397,6 +397,18 @@ def backfill(
         thresholds=thresholds,
     )
     inserted, logged = write(con, labels, logs)
+    return _result(dets, ids, decisions, inserted, logged, current_snapshot_id(con))
+
+
+def _result(
+    dets: Sequence[Detection],
+    ids: Sequence[str],
+    decisions: Sequence[Any],
+    inserted: Sequence[Mapping[str, Any]],
+    logged: int,
+    snapshot_id: int,
+) -> BackfillResult:
+    """The counts and decisions a backfill reports, from what it decided and wrote."""
     accepted = [label_id for label_id, d in zip(ids, decisions, strict=True) if d.accepted]
     rejected = Counter(d.rule for d in decisions if not d.accepted)
     reasons = Counter(d.reason for d in decisions if not d.accepted)
@@ -407,7 +419,7 @@ def backfill(
         inserted=len(inserted),
         already_present=len(accepted) - len(inserted),
         logged=logged,
-        snapshot_id=current_snapshot_id(con),
+        snapshot_id=snapshot_id,
         label_ids=tuple(accepted),
         new_cells=tuple(sorted({c for r in inserted for c in (r["s2_cells"] or [])})),
         reasons=dict(sorted(reasons.items())),
