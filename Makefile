@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/flywheel.py --jobs 2 --compare-msi
 	$(BIN)/python bench/label_import.py
+	$(BIN)/python bench/partition_write.py
+	$(BIN)/python bench/run_overhead.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,6 +18,12 @@ from flywheel_core.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def _project_yaml() -> Path:
+    """The project's dagster.yaml: the one in the working folder, else the checkout's own."""
+    here = Path("dagster.yaml")
+    return here if here.exists() else Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+
 def ensure_dagster_home() -> Path:
     home = os.environ.get("DAGSTER_HOME")
     if not home:
@@ -26,7 +32,7 @@ def ensure_dagster_home() -> Path:
         log.info("DAGSTER_HOME is not set; using %s", home)
     path = Path(home)
     path.mkdir(parents=True, exist_ok=True)
-    project_yaml = Path("dagster.yaml")
+    project_yaml = _project_yaml()
     instance_yaml = path / "dagster.yaml"
     if not instance_yaml.exists() and project_yaml.exists():
         shutil.copy(project_yaml, instance_yaml)

@@ -1,4 +1,8 @@
-"""Dagster IO manager that stores each asset as one LanceDB table, one partition per write."""
+"""Dagster IO manager that stores each asset as one LanceDB table, one partition per write.
+
+lancedb (imported by flywheel_core.store.lance_tables) takes a second or more to import, so it is
+imported inside the methods that use it: loading the code location does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from dagster import (
 from pydantic import Field
 
 from flywheel_core.settings import Settings
-from flywheel_core.store import lance_tables
 
 
 def table_name(asset_key: AssetKey) -> str:
@@ -54,6 +57,8 @@ class LanceDBIOManager(ConfigurableIOManager):
         partition = (
             partition_columns(context.asset_partition_key) if context.has_asset_partitions else {}
         )
+        from flywheel_core.store import lance_tables  # lancedb: see the module docstring
+
         db = lance_tables.connect(self.uri)
         result = lance_tables.replace_partition(db, table_name(context.asset_key), obj, partition)
         context.add_output_metadata(
@@ -68,6 +73,8 @@ class LanceDBIOManager(ConfigurableIOManager):
         )
 
     def load_input(self, context: InputContext) -> pa.Table:
+        from flywheel_core.store import lance_tables
+
         db = lance_tables.connect(self.uri)
         name = table_name(context.asset_key)
         partitions = (
@@ -92,4 +99,6 @@ class LanceDBResource(ConfigurableResource):
     )
 
     def connect(self) -> Any:
+        from flywheel_core.store import lance_tables
+
         return lance_tables.connect(self.uri)

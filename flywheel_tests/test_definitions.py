@@ -118,3 +118,58 @@ def test_instance_monitors_run_workers_and_frees_their_slots(tmp_path):
         assert instance.run_monitoring_max_resume_run_attempts == 0
         assert 0 < instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
         assert 0 < instance.run_monitoring_poll_interval_seconds <= 30
+
+
+def test_runs_execute_in_process_by_default():
+    from flywheel_assets.executor import in_process_or_multiprocess_executor
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    assert job.executor_def is in_process_or_multiprocess_executor
+    assert job.executor_def.config_schema.as_field().default_value == {"in_process": {}}
+
+
+def _executor_message(tmp_path, *config: str) -> str:
+    """The executor's engine event of a real `dagster asset materialize` run of two assets."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    home = tmp_path / "home"
+    home.mkdir(parents=True)
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "asset",
+            "materialize",
+            "-m",
+            "flywheel_tests.executor_location",
+            "--select",
+            "first,second",
+            *config,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    with DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        assert instance.get_run_by_id(run.run_id).is_success
+        messages = [
+            r.user_message
+            for r in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+        ]
+    return "\n".join(messages)
+
+
+@pytest.mark.slow
+def test_a_run_executes_its_steps_in_process_unless_its_config_asks(tmp_path):
+    """The default runs steps in the run's process; the launchpad's (or -c) run config can still
+    choose one subprocess per step."""
+    default = _executor_message(tmp_path / "default")
+    assert "Executing steps in process" in default
+    assert "multiprocess executor" not in default
+    config = tmp_path / "run.yaml"
+    config.write_text("execution:\n  config:\n    multiprocess:\n      max_concurrent: 2\n")
+    multi = _executor_message(tmp_path / "multi", "-c", str(config))
+    assert "Executing steps using multiprocess executor" in multi

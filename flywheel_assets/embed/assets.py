@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckResult,
@@ -18,18 +19,20 @@ from pydantic import Field
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
-from flywheel_core.embed.dinov3 import TINY_SOURCES, DinoModel, load_dinov3
-from flywheel_core.embed.partition import embed_partition, tile_batches
 from flywheel_core.embed.preview import embedding_preview
-from flywheel_core.embed.table import DEFAULT_MIN_ROWS
 from flywheel_core.partitions import CellDate
 from flywheel_core.preview import placeholder
-from flywheel_core.store.lance_tables import partition_filter
 from flywheel_resources.gpu import GPUResource
 from flywheel_resources.lancedb_io import LanceDBResource
 from flywheel_resources.object_store import ObjectStoreResource
 
+if TYPE_CHECKING:
+    from flywheel_core.embed.dinov3 import DinoModel
+
 DATASET = "vhr_chips"
+# flywheel_core.embed.table.DEFAULT_MIN_ROWS, repeated here because that module imports lancedb
+# and a config default is read when the code location loads (test_import_cost checks they agree).
+DEFAULT_MIN_ROWS = 10_000
 
 
 class EmbeddingConfig(Config):
@@ -58,13 +61,17 @@ class EmbeddingConfig(Config):
 
 
 def _source(model: str, gpu: GPUResource) -> str:
+    from flywheel_core.embed.dinov3 import TINY_SOURCES  # torch: imported by the step only
+
     if model in TINY_SOURCES:
         return "tiny"
     path = gpu.model_path(model)
     return str(path) if path.exists() else model
 
 
-def _load(config: EmbeddingConfig, gpu: GPUResource) -> DinoModel:
+def _load(config: EmbeddingConfig, gpu: GPUResource) -> "DinoModel":
+    from flywheel_core.embed.dinov3 import load_dinov3
+
     source = _source(config.model, gpu)
     mean = tuple(config.mean) or None
     std = tuple(config.std) or None
@@ -110,6 +117,10 @@ def dinov3_embeddings(
     imagery: ImageryResource,
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     """DINOv3 CLS and mean-patch vectors of the partition's chips; Parquet export, QA, ANN index."""
+    # torch and lancedb load here, in the step, so that loading the code location stays fast
+    from flywheel_core.embed.partition import embed_partition, tile_batches
+    from flywheel_core.store.lance_tables import partition_filter
+
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     day = part.date.isoformat()
     batch_size = config.batch_size or gpu.batch_size

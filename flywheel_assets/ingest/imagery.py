@@ -23,12 +23,9 @@ from flywheel_assets.resources import ImageryResource
 from flywheel_assets.scenes import partition_scene
 from flywheel_core.geo.s2 import cell_polygon
 from flywheel_core.imagery import qa
-from flywheel_core.imagery.mosaic import chips_mosaic, msi_mosaics
 from flywheel_core.imagery.msi_chips import MSI_CHIP_SCHEMA, S2Scene, iter_msi_chips
-from flywheel_core.imagery.vhr_chips import VHR_CHIP_SCHEMA, VhrScene, iter_vhr_chips, rows_to_table
 from flywheel_core.partitions import CellDate
 from flywheel_core.preview import contact_sheet, placeholder
-from flywheel_core.rasters.scenes import record_vhr_scene
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.lancedb_io import LanceDBResource
 from flywheel_resources.object_store import ObjectStoreResource
@@ -77,6 +74,10 @@ def vhr_chips(
     back from Lance as committed and `ready` never precedes the write. The lake is attached
     before that yield, so a locked or unreachable lake fails the step before any chip is stored.
     """
+    # lancedb and geopandas load here, in the step, so that loading the code location stays fast
+    from flywheel_core.imagery.mosaic import chips_mosaic
+    from flywheel_core.imagery.vhr_chips import VhrScene, iter_vhr_chips
+
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     area = cell_polygon(part.cell)
     found = partition_scene(context, imagery, "vhr", part)
@@ -126,6 +127,9 @@ def _store_and_record(
 ) -> Iterator[Output | AssetCheckResult]:
     """Yield the chips (the IO manager commits them to Lance), the checks, then record the scene
     as a raster dataset on the already open lake `con` (None: nothing to record)."""
+    from flywheel_core.imagery.vhr_chips import VHR_CHIP_SCHEMA, rows_to_table
+    from flywheel_core.rasters.scenes import record_vhr_scene
+
     area = cell_polygon(part.cell)
     table = rows_to_table(rows, VHR_CHIP_SCHEMA)
     yield Output(
@@ -169,6 +173,8 @@ def _store_and_record(
 
 
 def _msi_preview(rows: list[dict]) -> Image.Image:
+    from flywheel_core.imagery.mosaic import msi_mosaics  # lancedb: imported by the step only
+
     rgb, pvi = msi_mosaics(rows)
     clouds = float(np.mean([r["cloud_fraction"] for r in rows]))
     return contact_sheet(

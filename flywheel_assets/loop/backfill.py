@@ -2,8 +2,8 @@
 agree, made labels (flywheel_core.flywheel.partition has the steps)."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 from dagster import (
     AssetExecutionContext,
     Config,
@@ -18,14 +18,20 @@ from flywheel_assets.masks.config import MaskFactoryConfig, load_mask_backend
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
-from flywheel_core.flywheel.hard_negatives import DEFAULT_K
-from flywheel_core.flywheel.partition import backfill_partition, decisions_preview
 from flywheel_core.lake.models import latest_model, registry_name
 from flywheel_core.masks.types import MaskBackend
 from flywheel_core.partitions import CellDate
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
 from flywheel_resources.lancedb_io import LanceDBResource
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+# flywheel_core.flywheel.hard_negatives.DEFAULT_K, repeated here because that module imports
+# lancedb and a config default is read when the code location loads (test_import_cost checks
+# that they agree).
+DEFAULT_K = 5
 
 
 class BackfillConfig(Config):
@@ -45,8 +51,10 @@ class BackfillConfig(Config):
     )
 
 
-def _truth(imagery: ImageryResource) -> gpd.GeoDataFrame | None:
+def _truth(imagery: ImageryResource) -> "gpd.GeoDataFrame | None":
     """The synthetic world's hidden truth (when the resource names it), for the figures only."""
+    import geopandas as gpd  # pandas and GDAL bindings: imported by the step only
+
     path = Path(imagery.truth_path) if imagery.truth_path else None
     return gpd.read_parquet(path) if path is not None and path.exists() else None
 
@@ -68,6 +76,9 @@ def validated_backfill(
     """Object- and pixel-level metrics per partition; detections the round's calibrated rules
     accept and the mask factory confirms become model labels; the embedding neighbours of
     rejected detections become hard-negative candidates."""
+    # lancedb loads here, in the step, so that loading the code location stays fast
+    from flywheel_core.flywheel.partition import backfill_partition, decisions_preview
+
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     day = part.date.isoformat()
 

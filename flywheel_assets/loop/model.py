@@ -28,13 +28,6 @@ from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.lake.models import register_model, registry_name
 from flywheel_core.lake.report import active_label_count
 from flywheel_core.preview import markdown_image, save
-from flywheel_core.train.round import (
-    learning_curve,
-    registry_row,
-    round_config,
-    round_of,
-    train_round,
-)
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.lancedb_io import LanceDBResource
 from flywheel_resources.object_store import ObjectStoreResource
@@ -75,6 +68,15 @@ def model_checkpoint(
 ) -> MaterializeResult:
     """A segmentation model trained on all training data up to the date, its acceptance bounds
     calibrated on that data, registered in DuckLake."""
+    # lightning and torch load here, in the step, so that loading the code location stays fast
+    from flywheel_core.train.round import (
+        learning_curve,
+        registry_row,
+        round_config,
+        round_of,
+        train_round,
+    )
+
     day = context.partition_key
     db = lancedb.connect()
     if "training_data" not in db.table_names():

@@ -24,14 +24,11 @@ from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
 from flywheel_assets.scenes import partition_scene
 from flywheel_core.geo.s2 import cell_polygon
-from flywheel_core.infer.msi_channels import MissingChannelsError
-from flywheel_core.infer.partition import PredictionSettings, predict_partition
 from flywheel_core.lake.models import latest_model, registry_name
 from flywheel_core.lake.predictions import prediction_row, replace_predictions
 from flywheel_core.lake.quote import sql_and
 from flywheel_core.partitions import CellDate
 from flywheel_core.preview import placeholder
-from flywheel_core.train.trainer import load_model
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
 from flywheel_resources.lancedb_io import LanceDBResource
@@ -57,6 +54,8 @@ def _msi_rows(lancedb: LanceDBResource, cell: str, day: str) -> list[dict]:
 
 def _load_model(store: Any, gpu: GPUResource, model_id: str) -> Any:
     """The registered model's weights, fetched once into the local cache, on the GPU resource."""
+    from flywheel_core.train.trainer import load_model  # lightning: imported by the step only
+
     cache = SETTINGS.data_dir / "cache" / "models" / model_id / "model.ckpt"
     if not cache.exists():
         store.get(f"models/{model_id}/model.ckpt", cache)
@@ -106,6 +105,10 @@ def predictions(
     gpu: GPUResource,
 ) -> MaterializeResult:
     """Tiled, blended inference over the cell's scene; polygons with score and area in DuckLake."""
+    # scipy and rasterio load here, in the step, so that loading the code location stays fast
+    from flywheel_core.infer.msi_channels import MissingChannelsError
+    from flywheel_core.infer.partition import PredictionSettings, predict_partition
+
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     day = part.date.isoformat()
     with ducklake.connect() as con:

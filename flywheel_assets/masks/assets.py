@@ -17,16 +17,12 @@ from flywheel_assets.masks.config import MaskFactoryConfig, TrainingDataConfig, 
 from flywheel_assets.metadata import preview_metadata
 from flywheel_assets.partitions import SETTINGS, cell_date
 from flywheel_assets.resources import ImageryResource
-from flywheel_core.imagery.vhr_chips import rows_to_table
 from flywheel_core.lake.hard_negatives import candidates_for_cell
-from flywheel_core.masks.factory import SAM_MASK_SCHEMA, FactorySettings, iter_masks, weights_of
-from flywheel_core.masks.preview import masks_sheet
 from flywheel_core.masks.prompts import PromptSettings
 from flywheel_core.masks.timing import StageTimer
 from flywheel_core.partitions import CellDate
 from flywheel_core.preview import placeholder
 from flywheel_core.train.preview import samples_sheet
-from flywheel_core.train.samples import TRAINING_SCHEMA, SampleSettings, build_samples
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
 
@@ -54,6 +50,11 @@ def sam_masks(
     seed_labels: pa.Table,
 ) -> Iterator[Output | AssetCheckResult]:
     """A QA'd mask per (label, chip): prompts from seed labels, one back end, shared refinement."""
+    # lancedb and geopandas load here, in the step, so that loading the code location stays fast
+    from flywheel_core.imagery.vhr_chips import rows_to_table
+    from flywheel_core.masks.factory import SAM_MASK_SCHEMA, FactorySettings, iter_masks, weights_of
+    from flywheel_core.masks.preview import masks_sheet
+
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     chips = vhr_chips.to_pylist()
     labels = seed_labels.to_pylist()
@@ -144,6 +145,10 @@ def training_data(
 ) -> Iterator[Output | AssetCheckResult]:
     """Samples in the seed schema: accepted masks as positives; label-free chips as negatives,
     hard ones where earlier rounds recorded hard-negative candidates."""
+    # lancedb and geopandas load here, in the step, so that loading the code location stays fast
+    from flywheel_core.imagery.vhr_chips import rows_to_table
+    from flywheel_core.train.samples import TRAINING_SCHEMA, SampleSettings, build_samples
+
     part = CellDate.parse(context.partition_key, SETTINGS.s2_level)
     settings = SampleSettings(
         negative_ratio=config.negative_ratio,

@@ -5,11 +5,14 @@ import os
 from dagster import Config
 from pydantic import Field
 
-from flywheel_core.masks.backends.registry import BACKENDS, build_backend
 from flywheel_core.masks.types import MaskBackend
 from flywheel_resources.gpu import GPUResource
 
 PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+# flywheel_core.masks.backends.registry.BACKENDS, repeated here because the registry imports the
+# classical back end (scipy) and this description is read when the code location loads
+# (test_import_cost checks that they agree).
+BACKENDS = ("classical", "samgeo", "transformers")
 
 
 class MaskFactoryConfig(Config):
@@ -51,6 +54,8 @@ class TrainingDataConfig(Config):
 def load_mask_backend(gpu: GPUResource, config: MaskFactoryConfig, gsd_m: float) -> MaskBackend:
     """The configured back end for chips of `gsd_m`, loaded once per process by the GPU
     resource (sam_masks and validated_backfill's confirmation share the cached one)."""
+    from flywheel_core.masks.backends.registry import build_backend  # scipy: step only
+
     return gpu.load(
         config.backend,
         f"{config.model}|{config.samgeo_model_type}|{gsd_m}",

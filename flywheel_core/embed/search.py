@@ -9,8 +9,14 @@ share of a global top k.
 `split` and `label_status` are not columns of the embedding table; search_filters resolves them
 into a uid list first.
 
-When the vector column has a cosine ANN index the search uses it (with `refine_factor` exact
-re-ranking); otherwise, or with `exact=True`, it is a brute-force scan, which is exact.
+When the vector column has a cosine ANN index the search uses it: an IVF_FLAT index (the
+project's, flywheel_core.embed.table) with `default_nprobes` probes, a quantised one (IVF_PQ,
+IVF_HNSW_SQ) with `refine_factor` exact re-ranking; otherwise, or with `exact=True`, it is a
+brute-force scan, which is exact.
+
+`search_many` answers many prepared queries of one pool in a single multi-vector LanceDB query
+(the hard-negative miner's path): one plan, one prefilter evaluation and one pass over the
+probed partitions for the whole batch instead of one round trip per query.
 
 Chip and point queries search only rows of the query's embedding model: vectors of two models
 (say the offline tiny config and the real SAT-493M ViT-L) share a width but not a space.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,6 +63,7 @@ from flywheel_core.embed.search_queries import (
     vector_width,
     wkb_to_wkt,
 )
+from flywheel_core.embed.table import default_nprobes
 
 __all__ = [
     "DEFAULT_K",
@@ -76,6 +84,7 @@ __all__ = [
     "point_query",
     "read_vector_file",
     "search",
+    "search_many",
     "sql_str",
     "uid_tail",
     "vector_query",
@@ -241,17 +250,7 @@ def search(
     index = None if exact else _cosine_index(tbl, column)
     if filters.model_id is None:
         _warn_if_mixed(tbl)
-    builder = (
-        tbl.search(query.vector, vector_column_name=column)
-        .distance_type("cosine")
-        .select([*HIT_COLUMNS, "_distance"])
-        .limit(k)
-    )
-    if prefilter:
-        builder = builder.where(prefilter, prefilter=True)
-    builder = (
-        builder.refine_factor(refine_factor) if index is not None else builder.bypass_vector_index()
-    )
+    builder = _builder(tbl, query.vector, column, k, prefilter, index, refine_factor)
     found = builder.to_arrow()
     hits = _hits(found)
     log.info(
@@ -272,6 +271,85 @@ def search(
         table_version=int(tbl.version),
         where=prefilter,
     )
+
+
+def _builder(
+    tbl: Any, vectors: Any, column: str, k: int, prefilter: str | None, index: Any, refine: int
+) -> Any:
+    """The LanceDB query for one vector or a list of them, tuned for the index that serves it."""
+    builder = (
+        tbl.search(vectors, vector_column_name=column)
+        .distance_type("cosine")
+        .select([*HIT_COLUMNS, "_distance"])
+        .limit(k)
+    )
+    if prefilter:
+        builder = builder.where(prefilter, prefilter=True)
+    if index is None:
+        return builder.bypass_vector_index()
+    if "flat" in str(getattr(index, "index_type", "")).lower():  # exact distances already
+        return builder.nprobes(default_nprobes(int(getattr(index, "num_indexed_rows", 0) or 1)))
+    return builder.refine_factor(refine)
+
+
+def search_many(
+    db: lancedb.DBConnection,
+    queries: Sequence[Query],
+    *,
+    k: int = DEFAULT_K,
+    filters: SearchFilters | None = None,
+    lake: duckdb.DuckDBPyConnection | None = None,
+    column: str = "vector",
+    exact: bool = False,
+    refine_factor: int = 10,
+    table: str = EMBEDDINGS_TABLE,
+    where: str | None = None,
+    opened: Any | None = None,
+) -> list[SearchResult]:
+    """`search(query=q, ...)` for every prepared query, answered by ONE LanceDB query.
+
+    The queries share `filters` and `where` (one pool) and one embedding model. Each query's own
+    chip is left out as `search` does, but after the search rather than in the prefilter, which
+    is shared: the batch asks for k + 1 hits and drops the query's uid, which leaves the same k
+    hits a per-query `uid != ...` prefilter would.
+    """
+    if k < 1:
+        raise SearchError(f"k must be at least 1, got {k}")
+    if not queries:
+        return []
+    filters = filters or SearchFilters()
+    tbl = opened if opened is not None else open_embeddings(db, table)
+    width = vector_width(tbl, column)
+    queries = [replace(q, vector=as_query_vector(q.vector, width)) for q in queries]
+    models = {q.model_id for q in queries}
+    if filters.model_id is None and len(models) == 1 and None not in models:
+        filters = replace(filters, model_id=next(iter(models)))
+    elif filters.model_id is None and len(models) > 1:
+        raise SearchError(f"one batch searches one embedding model; got {sorted(map(str, models))}")
+    base = and_clauses([*filters.column_clauses(), where])
+    prefilter = and_clauses([base, restriction(db, tbl, base, filters, lake)])
+    index = None if exact else _cosine_index(tbl, column)
+    vectors = [q.vector for q in queries]
+    found = _builder(tbl, vectors, column, k + 1, prefilter, index, refine_factor).to_arrow()
+    which = found.column("query_index").to_pylist()
+    log.info("search_many: %d queries in one batch, %d rows", len(queries), found.num_rows)
+    results = []
+    for i, q in enumerate(queries):
+        mine = found.filter(pa.array([w == i for w in which], pa.bool_()))
+        hits = [h for h in _hits(mine) if h.uid != q.uid][:k]
+        hits = [replace(h, rank=r) for r, h in enumerate(hits, start=1)]
+        results.append(
+            SearchResult(
+                query=q,
+                hits=tuple(hits),
+                k=k,
+                column=column,
+                exact=index is None,
+                table_version=int(tbl.version),
+                where=prefilter,
+            )
+        )
+    return results
 
 
 def _warn_if_mixed(tbl: Any) -> None:

@@ -3,7 +3,8 @@
 After a partition's backfill, every detection the rules rejected becomes a query: the chip
 containing its centroid. Its k nearest unlabeled chips by embedding (the same search as
 `flywheel search`, cosine distance, dated on or before the partition, same dataset and
-embedding model) are recorded in DuckLake `hard_negatives` as candidates for review and for
+embedding model; all query chips of a partition go to LanceDB as one batched query, see
+`search_many`) are recorded in DuckLake `hard_negatives` as candidates for review and for
 the next round's negatives.
 
 Not every rejection is a mistake worth mining. A detection rejected as `already_labeled`
@@ -35,11 +36,13 @@ import lancedb
 from flywheel_core.embed.schema import EMBEDDINGS_TABLE
 from flywheel_core.embed.search import (
     PointNotCoveredError,
+    Query,
     SearchError,
     SearchFilters,
+    SearchResult,
     and_clauses,
     point_query,
-    search,
+    search_many,
 )
 from flywheel_core.embed.search_filters import restriction
 from flywheel_core.flywheel.acceptance import Detection
@@ -134,6 +137,60 @@ def _partition_rows(db: lancedb.DBConnection, cell: str, day: str) -> int:
     )
 
 
+def _query_chips(
+    tbl: Any, queries: Sequence[MiningQuery], day: str
+) -> tuple[list[tuple[MiningQuery, Query]], int]:
+    """The chip under each detection's centroid, and how many detections have none."""
+    # Any cell's chips of the date: a centroid near the cell edge may sit in a neighbour's grid.
+    scope = partition_filter({"dataset": VHR_DATASET, "date": day})
+    found: list[tuple[MiningQuery, Query]] = []
+    missing = 0
+    for q in queries:
+        cx, cy = centroid_lonlat(q.detection.geometry)  # the right side of ±180
+        try:
+            chip = point_query(tbl, cx, cy, where=scope, max_distance_m=QUERY_CHIP_MAX_DISTANCE_M)
+        except PointNotCoveredError:
+            missing += 1
+            continue
+        except SearchError as exc:  # e.g. the chip's vector is all zeros
+            log.warning("no hard negatives for detection %s: %s", q.detection.prediction_id, exc)
+            missing += 1
+            continue
+        assert chip.uid is not None  # point_query answers with a stored chip, which has a uid
+        found.append((q, chip))
+    return found, missing
+
+
+def _neighbours(
+    db: lancedb.DBConnection,
+    con: duckdb.DuckDBPyConnection,
+    tbl: Any,
+    chips: Sequence[Query],
+    *,
+    day: str,
+    k: int,
+) -> dict[str, SearchResult]:
+    """Every distinct query chip's k nearest unlabeled chips: ONE batched search per pool.
+
+    A pool is (dataset, embedding model); the flywheel's chips are one pool, so a partition's
+    whole mining is one LanceDB query, not one per detection. The unlabeled restriction is
+    resolved once per pool too.
+    """
+    pools: dict[tuple[str, str], dict[str, Query]] = {}
+    for chip in chips:
+        pools.setdefault((str(chip.dataset), str(chip.model_id)), {})[str(chip.uid)] = chip
+    out: dict[str, SearchResult] = {}
+    for members in pools.values():
+        first = next(iter(members.values()))
+        filters = SearchFilters(dataset=first.dataset, until=day, model_id=first.model_id)
+        pool = and_clauses(filters.column_clauses())
+        unlabeled = restriction(db, tbl, pool, SearchFilters(label_status="unlabeled"), con)
+        batch = list(members.values())
+        results = search_many(db, batch, k=k, filters=filters, where=unlabeled, opened=tbl)
+        out.update({str(c.uid): r for c, r in zip(batch, results, strict=True)})
+    return out
+
+
 def mine(
     db: lancedb.DBConnection,
     con: duckdb.DuckDBPyConnection,
@@ -151,37 +208,12 @@ def mine(
     if _partition_rows(db, cell, day) == 0:
         return [], 0, True
     tbl = db.open_table(EMBEDDINGS_TABLE)
-    # Any cell's chips of the date: a centroid near the cell edge may sit in a neighbour's grid.
-    scope = partition_filter({"dataset": VHR_DATASET, "date": day})
-    cache: dict[str, Any] = {}
-    unlabeled: dict[tuple[str, str], str | None] = {}
+    pairs, missing = _query_chips(tbl, queries, day)
+    found = _neighbours(db, con, tbl, [chip for _, chip in pairs], day=day, k=k)
     rows: list[dict[str, Any]] = []
-    missing = 0
     created_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    for q in queries:
-        cx, cy = centroid_lonlat(q.detection.geometry)  # the right side of ±180
-        try:
-            chip = point_query(tbl, cx, cy, where=scope, max_distance_m=QUERY_CHIP_MAX_DISTANCE_M)
-        except PointNotCoveredError:
-            missing += 1
-            continue
-        except SearchError as exc:  # e.g. the chip's vector is all zeros
-            log.warning("no hard negatives for detection %s: %s", q.detection.prediction_id, exc)
-            missing += 1
-            continue
-        uid = chip.uid
-        assert uid is not None  # point_query answers with a stored chip, which has a uid
-        if uid not in cache:
-            filters = SearchFilters(dataset=chip.dataset, until=day, model_id=chip.model_id)
-            pool_key = (str(chip.dataset), str(chip.model_id))
-            if pool_key not in unlabeled:  # resolved once for every query of the pool
-                pool = and_clauses(filters.column_clauses())
-                only_unlabeled = SearchFilters(label_status="unlabeled")
-                unlabeled[pool_key] = restriction(db, tbl, pool, only_unlabeled, con)
-            cache[uid] = search(
-                db, query=chip, k=k, filters=filters, where=unlabeled[pool_key], opened=tbl
-            )
-        for hit in cache[uid].hits:
+    for q, chip in pairs:
+        for hit in found[str(chip.uid)].hits:
             rows.append(
                 {
                     "candidate_id": candidate_id(q.detection, hit.uid, round),

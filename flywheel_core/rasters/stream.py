@@ -7,12 +7,14 @@ in ordinary Python threads anyway. So the tiles are cut here, in the caller's th
 over through a small bounded queue: the Lance side only dequeues, and an error on either side
 aborts the write before its commit.
 
-A dataset's tiles are written with Lance's streaming append, not the project's `merge_insert`
-partition writer: measured here, `merge_insert` held about 3.4x the data in memory (1.06 GB peak
-for 268 MB of tiles) while `add` stayed at about 90 MB over the baseline, and a registered
-scene can be far larger than a flywheel partition. A first registration is therefore one
-append commit; rebuilding a dataset that already has tiles (a retry, `--force`) deletes them
-first, so it is two commits, which is why the registry row is never `ready` during a rebuild.
+A dataset's tiles are written with Lance's streaming append, not the project's partition
+writer: when this was chosen the partition writer was a `merge_insert` that held about 3.4x the
+data in memory (1.06 GB peak for 268 MB of tiles) while `add` stayed at about 90 MB over the
+baseline, and a registered scene can be far larger than a flywheel partition. (The partition
+writer now streams fragments and commits once, `bench/partition_write.py`.) A first
+registration is therefore one append commit; rebuilding a dataset that already has tiles (a
+retry, `--force`) deletes them first, so it is two commits, which is why the registry row is
+never `ready` during a rebuild.
 """
 
 from __future__ import annotations

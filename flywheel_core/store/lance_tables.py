@@ -1,9 +1,10 @@
 """Partition-exact writes to LanceDB tables.
 
-A partition is rewritten with a single `merge_insert` that updates matching rows, inserts new ones
-and deletes the partition's rows the new data no longer has. That is one Lance commit, so a rerun
-never duplicates or loses rows, other partitions are untouched, and a write that fails midway
-(even while the data is still streaming in) leaves the previous version as it was.
+A partition is rewritten by streaming its new rows into fresh fragment files, then ONE Lance
+commit (an `Update`) that adds them and deletes the partition's old rows. So a rerun never
+duplicates or loses rows, other partitions' fragments are untouched, a reader sees the old
+partition or the new one, and a write that fails midway (even while the data is still streaming
+in) leaves the previous version as it was: the written files stay unreferenced.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import lance
 import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
+from lance import LanceOperation
 
 from flywheel_core.errors import FlywheelError, reaching
 from flywheel_core.faults import fault_point
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 KEY_COLUMN = "uid"
 PARTITION_COLUMNS = ("cell", "date")
+COMMIT_ATTEMPTS = 5
 
 # Lance's default (v2.1+) compresses large binary values, which makes every random chip read pay
 # for decompression: about 2.5x slower takes for ~2x less disk (bench/chip_read.py). Chips are
@@ -38,7 +42,8 @@ def pixels_field(name: str) -> pa.Field:
 
 
 class PartitionMismatchError(FlywheelError, ValueError):
-    """Rows that claim another partition than the one being written, or a bad key column."""
+    """Rows that claim another partition than the one being written, a bad key column, or
+    columns that are not the table's (a fragment missing a column would read back as nulls)."""
 
 
 @dataclass(frozen=True)
@@ -110,27 +115,34 @@ def _check_batch(batch: pa.RecordBatch, partition: Mapping[str, str], seen: set[
 
 
 def _validated(
-    data: pa.Table | pa.RecordBatchReader, partition: Mapping[str, str], errors: list[Exception]
+    data: pa.Table | pa.RecordBatchReader,
+    partition: Mapping[str, str],
+    errors: list[Exception],
+    seen: set[str],
+    schema: pa.Schema,
 ) -> pa.RecordBatchReader:
     """Stream the data through partition and key checks; a bad batch aborts the whole write.
 
     Errors raised inside the stream reach the caller wrapped by Arrow's C interface, so the
-    original exception is also kept in `errors` to be re-raised as itself.
+    original exception is also kept in `errors` to be re-raised as itself. The keys streamed
+    through are collected in `seen` (duplicates are refused, and the write counts them). Batches
+    with the table's columns are cast to its schema (an empty output's columns may be typed null).
     """
     source = data.to_reader() if isinstance(data, pa.Table) else data
-    seen: set[str] = set()
+    cast = set(source.schema.names) == set(schema.names) and not source.schema.equals(schema)
+    out = schema if cast else source.schema
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             for batch in source:
                 _check_batch(batch, partition, seen)
-                yield batch
+                yield batch.select(schema.names).cast(schema) if cast else batch
                 fault_point("lance.partition.streaming")
         except Exception as exc:
             errors.append(exc)
             raise
 
-    return pa.RecordBatchReader.from_batches(source.schema, batches())
+    return pa.RecordBatchReader.from_batches(out, batches())
 
 
 def replace_partition(
@@ -139,45 +151,125 @@ def replace_partition(
     data: pa.Table | pa.RecordBatchReader,
     partition: Mapping[str, str],
 ) -> WriteResult:
-    """Make `table_name`'s rows of `partition` exactly `data`, in one commit."""
-    schema = data.schema
+    """Make `table_name`'s rows of `partition` exactly `data`, in one commit.
+
+    The rows stream into new fragment files first (nothing buffered beyond Lance's page writer);
+    then one `Update` commit adds those fragments and marks the partition's old rows deleted.
+    `merge_insert` did the same in one commit but hash-joined the whole source in memory (about
+    3.4x the partition's bytes, bench/partition_write.py); a partition is replaced whole, so
+    there is nothing to join. Until the commit, readers see the previous version.
+    """
     if table_name not in db.table_names():
-        db.create_table(table_name, schema=schema)
+        db.create_table(table_name, schema=data.schema)
         log.info("created Lance table %s", table_name)
-    table = db.open_table(table_name)
-    merge = (
-        table.merge_insert(KEY_COLUMN)
-        .when_matched_update_all()
-        .when_not_matched_insert_all()
-        # An unpartitioned table is replaced whole; a partitioned one only inside its filter.
-        .when_not_matched_by_source_delete(partition_filter(partition) if partition else None)
-    )
+    dataset = db.open_table(table_name).to_lance()
+    _check_columns(data.schema, dataset.schema, table_name)
     fault_point("lance.partition.before_write")
     errors: list[Exception] = []
+    new_keys: set[str] = set()
     try:
-        outcome = merge.execute(_validated(data, partition, errors))
+        fragments = lance.fragment.write_fragments(
+            _validated(data, partition, errors, new_keys, dataset.schema),
+            dataset,
+            schema=dataset.schema,
+        )
     except Exception as exc:
         if errors:
             raise errors[0] from exc
         raise
+    committed, old_keys = _commit_swap(dataset, fragments, partition)
     fault_point("lance.partition.after_commit")
+    kept = len(old_keys & new_keys)
+    result = WriteResult(
+        table=table_name,
+        version=committed.version,
+        rows=len(new_keys),
+        inserted=len(new_keys) - kept,
+        updated=kept,
+        deleted=len(old_keys) - kept,
+    )
     log.info(
         "%s[%s]: %d rows (+%d inserted, %d updated, -%d deleted) at version %d",
         table_name,
         partition_filter(partition) or "all",
-        outcome.num_rows,
-        outcome.num_inserted_rows,
-        outcome.num_updated_rows,
-        outcome.num_deleted_rows,
-        outcome.version,
+        result.rows,
+        result.inserted,
+        result.updated,
+        result.deleted,
+        result.version,
     )
-    return WriteResult(
-        table=table_name,
-        version=outcome.version,
-        rows=outcome.num_rows,
-        inserted=outcome.num_inserted_rows,
-        updated=outcome.num_updated_rows,
-        deleted=outcome.num_deleted_rows,
+    return result
+
+
+def _check_columns(data: pa.Schema, table: pa.Schema, table_name: str) -> None:
+    missing, extra = set(table.names) - set(data.names), set(data.names) - set(table.names)
+    if missing or extra:
+        raise PartitionMismatchError(
+            f"rows for {table_name} must have its columns: missing {sorted(missing)}, "
+            f"unknown {sorted(extra)}"
+        )
+
+
+def _commit_swap(
+    dataset: lance.LanceDataset,
+    fragments: list[lance.FragmentMetadata],
+    partition: Mapping[str, str],
+) -> tuple[lance.LanceDataset, set[str]]:
+    """Commit `fragments` in place of the partition's rows; returns the version and old keys.
+
+    Lance rebases the commit over writers of other partitions (they touch other fragments). A
+    writer that changed one of the same fragments meanwhile makes the commit conflict; then the
+    deletions are worked out again on the newer version, and the written fragments are reused.
+    """
+    for attempt in range(COMMIT_ATTEMPTS):
+        operation, old_keys = _swap_operation(dataset, fragments, partition)
+        try:
+            committed = lance.LanceDataset.commit(dataset, operation, read_version=dataset.version)
+            return committed, old_keys
+        except Exception:
+            latest = dataset.checkout_version(dataset.latest_version)
+            if attempt == COMMIT_ATTEMPTS - 1 or latest.version == dataset.version:
+                raise
+            log.info("partition commit raced version %d; retrying", latest.version)
+            dataset = latest
+    raise AssertionError("unreachable")
+
+
+def _swap_operation(
+    dataset: lance.LanceDataset,
+    fragments: list[lance.FragmentMetadata],
+    partition: Mapping[str, str],
+) -> tuple[LanceOperation.Update, set[str]]:
+    """The Update that deletes the partition's rows as of `dataset` and adds `fragments`.
+
+    Only fragments holding the partition's rows are touched: they get a deletion file (or are
+    dropped when nothing of them is left), so other partitions' fragments stay as they are.
+    """
+    where = partition_filter(partition)
+    if not partition:
+        removed = [f.fragment_id for f in dataset.get_fragments()]
+        old = dataset.to_table(columns=[KEY_COLUMN])
+        return _update(removed, [], fragments), set(old.column(KEY_COLUMN).to_pylist())
+    old = dataset.to_table(columns=[KEY_COLUMN], filter=where, with_row_address=True)
+    touched = sorted({int(a) >> 32 for a in old.column("_rowaddr").to_pylist()})
+    removed, updated = [], []
+    for fragment_id in touched:
+        fragment = dataset.get_fragment(fragment_id)
+        metadata = fragment.delete(where) if fragment is not None else None
+        if metadata is None:
+            removed.append(fragment_id)
+        else:
+            updated.append(metadata)
+    return _update(removed, updated, fragments), set(old.column(KEY_COLUMN).to_pylist())
+
+
+def _update(
+    removed: list[int],
+    updated: list[lance.FragmentMetadata],
+    fragments: list[lance.FragmentMetadata],
+) -> LanceOperation.Update:
+    return LanceOperation.Update(
+        removed_fragment_ids=removed, updated_fragments=updated, new_fragments=fragments
     )
 
 

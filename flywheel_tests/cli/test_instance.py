@@ -32,3 +32,10 @@ def test_an_old_home_without_run_monitoring_is_warned_about(tmp_path, monkeypatc
     assert any("run_monitoring" in r.getMessage() for r in caplog.records)
     # The user's file is never overwritten.
     assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_a_home_made_from_another_folder_still_gets_the_project_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    home = ensure_dagster_home()
+    assert (home / "dagster.yaml").read_text() == PROJECT_YAML.read_text()

@@ -68,7 +68,7 @@ def test_a_raster_dataset_goes_through_the_same_steps(dino, tmp_path):
         progress=messages.append,
     )
     assert run.rows == 23 and run.qa["coverage"] == 1.0 and run.qa["nan_vectors"] == 0
-    assert run.index_status.startswith("built IVF_HNSW_SQ")
+    assert run.index_status.startswith("built IVF_FLAT")
     assert [m for m in messages if m.startswith("embedded")][-1].startswith("embedded 23/23")
     assert run.export_uri.endswith(f"embeddings/ds1/cell={CELL}/date={DAY}/part-0.parquet")
     assert run.vectors.shape == (23, dino.dim) and len(run.thumbs) == 23

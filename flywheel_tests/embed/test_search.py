@@ -17,10 +17,13 @@ from flywheel_core.embed.search import (
     SearchFilters,
     UnknownChipError,
     VectorWidthError,
+    chip_query,
     labeled_uids,
     read_vector_file,
     search,
+    search_many,
 )
+from flywheel_core.embed.table import build_ann_index
 from flywheel_core.lake.connection import LakeConfig, lake_connection
 from flywheel_tests.embed.embedding_rows import CHIP_M, chip_uid, exact_top, grid_rows, unit, write
 from flywheel_tests.flywheel.conftest import import_seeds
@@ -253,3 +256,73 @@ def test_vector_files(tmp_path):
         read_vector_file(tmp_path / "v.txt")
     with pytest.raises(SearchError, match="no vector file"):
         read_vector_file(tmp_path / "missing.npy")
+
+
+def _one_by_one(db, chips, **kw):
+    return [
+        [(h.uid, round(h.distance, 6), h.rank) for h in search(db, query=c, **kw).hits]
+        for c in chips
+    ]
+
+
+def test_search_many_answers_like_one_search_per_query(world):
+    """One batched query, the same hits (each query's own chip left out) as k single searches."""
+    db, parts = world
+    tbl = db.open_table(EMBEDDINGS_TABLE)
+    chips = [chip_query(tbl, uid, "vector") for uid in parts[(CELL_A, JUNE)][0][:7]]
+    chips.append(chip_query(tbl, parts[(CELL_B, JULY)][0][3], "vector"))
+    filters = SearchFilters(until=JUNE)
+    calls = []
+    original = type(tbl).search
+
+    def spy(self, *args, **kwargs):
+        calls.append(args[0] if args else kwargs.get("query"))
+        return original(self, *args, **kwargs)
+
+    type(tbl).search = spy
+    try:
+        batch = search_many(db, chips, k=5, filters=filters, opened=tbl)
+    finally:
+        type(tbl).search = original
+    assert len(calls) == 1 and len(calls[0]) == len(chips)  # ONE LanceDB query for all 8
+    got = [[(h.uid, round(h.distance, 6), h.rank) for h in r.hits] for r in batch]
+    assert got == _one_by_one(db, chips, k=5, filters=filters)
+    assert all(len(r.hits) == 5 and r.exact for r in batch)
+    assert all(c.uid not in {h.uid for h in r.hits} for c, r in zip(chips, batch, strict=True))
+    assert search_many(db, [], k=5) == []
+
+
+def test_search_many_refuses_a_batch_of_two_models(tmp_path):
+    db = lancedb.connect(str(tmp_path / "lancedb"))
+    rng = np.random.default_rng(3)
+    write(db, grid_rows(CELL_A, JUNE, unit(rng, 9, DIM), 3, model_id="tiny"))
+    write(db, grid_rows(CELL_B, JUNE, unit(rng, 9, DIM), 3, model_id="sat", origin_m=(400, 0)))
+    tbl = db.open_table(EMBEDDINGS_TABLE)
+    chips = [chip_query(tbl, chip_uid(c, JUNE, 0, 0), "vector") for c in (CELL_A, CELL_B)]
+    with pytest.raises(SearchError, match="one embedding model"):
+        search_many(db, chips, k=3)
+
+
+@pytest.mark.slow
+def test_the_project_ivf_flat_index_serves_search_and_search_many_alike(tmp_path):
+    db = lancedb.connect(str(tmp_path / "lancedb"))
+    rng = np.random.default_rng(5)
+    centres = unit(rng, 20, 32)
+    vecs = centres[rng.integers(0, 20, 2500)] + 0.3 * rng.standard_normal((2500, 32))
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    table = grid_rows(CELL_A, JUNE, vecs, 50)
+    write(db, table)
+    tbl = db.open_table(EMBEDDINGS_TABLE)
+    assert build_ann_index(tbl, 2500).startswith("IVF_FLAT (cosine, 50 partition(s), 8 probes)")
+    uids = table.column("uid").to_pylist()
+    chips = [chip_query(tbl, uids[i], "vector") for i in range(0, 2500, 125)]
+    batch = search_many(db, chips, k=10, opened=tbl)
+    assert not any(r.exact for r in batch)
+    got = [[(h.uid, round(h.distance, 6), h.rank) for h in r.hits] for r in batch]
+    assert got == _one_by_one(db, chips, k=10)
+    recalls = [
+        len({h.uid for h in r.hits} & {u for u, _ in exact_top(vecs, uids, c.vector, 11)[1:]}) / 10
+        for c, r in zip(chips, batch, strict=True)
+    ]
+    # 8 of 50 partitions on a small 32-d table; bench/embeddings.py measures the real size.
+    assert np.mean(recalls) >= 0.8

@@ -67,7 +67,7 @@ def test_ann_index_only_past_the_threshold_and_it_finds_the_nearest(tmp_path):
 
     second = unit_vectors(1500, dim, seed=1, clusters=30)
     write_embeddings(uri, embedding_rows(second, date=B["date"]), B)
-    assert ensure_ann_index(uri, min_rows=2000).startswith("built IVF_HNSW_SQ")
+    assert ensure_ann_index(uri, min_rows=2000).startswith("built IVF_FLAT")
     table = lancedb.connect(uri).open_table(EMBEDDINGS_TABLE)
     (index,) = list(table.list_indices())
     assert index.columns == ["vector"]

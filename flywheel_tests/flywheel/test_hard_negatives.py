@@ -174,6 +174,54 @@ def test_rejected_detections_record_unlabeled_neighbours(lake, tmp_path):
     assert not any(r["prediction_id"] in ("p-dup", "p-true") for r in rows)
 
 
+def test_mining_sends_its_queries_in_one_batch_with_the_one_at_a_time_answers(
+    lake, tmp_path, monkeypatch
+):
+    """Two rejected detections with a chip each: ONE LanceDB vector query, and the neighbours
+    `search` gives each chip on its own (same filters, unlabeled pool, query chip left out)."""
+    from lancedb.table import LanceTable
+
+    import flywheel_core.flywheel.hard_negatives as hn
+    from flywheel_core.embed.search import SearchFilters, chip_query, search
+    from flywheel_core.embed.search_filters import restriction
+
+    db = lancedb.connect(str(tmp_path / "lancedb"))
+    _embed(db)
+    vector_queries = []
+    original = LanceTable.search
+
+    def spy(self, query=None, *args, **kwargs):
+        if query is not None:  # a vector search (point lookups scan without a vector)
+            vector_queries.append(query)
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(LanceTable, "search", spy)
+    monkeypatch.setattr(
+        hn, "search", lambda *a, **kw: pytest.fail("one search per query"), raising=False
+    )
+    with lake_connection(lake) as con:
+        import_seeds(con, tmp_path, [SEED], [date(2023, 1, 1)])
+        mined = _mine(db, con, _backfill(con).decided)
+        rows = _rows(con)
+        assert mined.queries == 3 and mined.no_query_chip == 1
+        assert len(vector_queries) == 1 and len(vector_queries[0]) == 2  # p-low and p-fp
+        monkeypatch.setattr(LanceTable, "search", original)
+        tbl = db.open_table("dinov3_embeddings")
+        by_query = {}
+        for r in rows:
+            by_query.setdefault(r["query_uid"], []).append((r["neighbour_uid"], r["rank"]))
+        assert len(by_query) == 2
+        for uid, got in by_query.items():
+            chip = chip_query(tbl, uid, "vector")
+            filters = SearchFilters(
+                dataset=chip.dataset, until=JUNE.isoformat(), model_id=chip.model_id
+            )
+            pool = " AND ".join(filters.column_clauses())
+            unlabeled = restriction(db, tbl, pool, SearchFilters(label_status="unlabeled"), con)
+            alone = search(db, query=chip, k=K, filters=filters, where=unlabeled, opened=tbl)
+            assert got == [(h.uid, h.rank) for h in alone.hits]
+
+
 def test_a_rerun_adds_nothing_and_keeps_reviews(lake, tmp_path):
     db = lancedb.connect(str(tmp_path / "lancedb"))
     _embed(db)

@@ -30,7 +30,6 @@ TRANSACTION = "flywheel_core/lake/transaction.py"
 ALLOWED_SQL = {
     ("flywheel_core/embed/qa.py", None): "in-memory DuckDB over the embedding Parquet export",
     ("flywheel_core/embed/vss.py", None): "in-memory DuckDB TEMP tables + HNSW over the export",
-    ("flywheel_core/store/lance_tables.py", "merge"): "LanceDB merge_insert builder, not SQL",
 }
 SQL_METHODS = {"execute", "executemany", "sql"}
 LAKE_OPENERS = {"lake_connection", "open_lake"}

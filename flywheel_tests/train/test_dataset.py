@@ -135,7 +135,7 @@ def test_pinned_version_survives_appends(tmp_path):
     assert len(again) == n_old and again.uids == old.uids
     # the already-open dataset keeps reading its own version
     assert old[len(old) - 1]["uid"] == old.uids[-1]
-    # rewriting a partition (merge_insert: deletions + new fragment) keeps older reads intact
+    # rewriting a partition (one Update commit: deletions + new fragments) keeps older reads intact
     rewrite = synthetic_rows(15, cell="c1", date="2024-05-01", splits=("val",), seed=4)
     write_training_table(table.lancedb_uri, rewrite)
     assert LanceChipDataset(table.uri, table.version, split="train").uids == old.uids
