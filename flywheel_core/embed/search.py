@@ -262,6 +262,13 @@ def search(
         f"index {index.name}" if index is not None else "exact scan",
         tbl.version,
     )
+    return _result(query, hits, k, column, index, tbl, prefilter)
+
+
+def _result(
+    query: Any, hits: Sequence[Any], k: int, column: str, index: Any, tbl: Any, where: str | None
+) -> SearchResult:
+    """What `search` and `search_many` return for one query: its hits and how they were found."""
     return SearchResult(
         query=query,
         hits=tuple(hits),
@@ -269,7 +276,7 @@ def search(
         column=column,
         exact=index is None,
         table_version=int(tbl.version),
-        where=prefilter,
+        where=where,
     )
 
 
@@ -338,17 +345,7 @@ def search_many(
         mine = found.filter(pa.array([w == i for w in which], pa.bool_()))
         hits = [h for h in _hits(mine) if h.uid != q.uid][:k]
         hits = [replace(h, rank=r) for r, h in enumerate(hits, start=1)]
-        results.append(
-            SearchResult(
-                query=q,
-                hits=tuple(hits),
-                k=k,
-                column=column,
-                exact=index is None,
-                table_version=int(tbl.version),
-                where=prefilter,
-            )
-        )
+        results.append(_result(q, hits, k, column, index, tbl, prefilter))
     return results
 
 
