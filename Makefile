@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/label_import.py
 	$(BIN)/python bench/partition_write.py
 	$(BIN)/python bench/run_overhead.py
+	$(BIN)/python bench/bench_summary.py
 
 lint: install
 	$(BIN)/ruff check .

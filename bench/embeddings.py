@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from bench_summary import Figure, record
 
 K = 10
 
@@ -85,7 +86,7 @@ def vits16_random(folder: Path) -> Path:
     return folder
 
 
-def throughput(args: argparse.Namespace) -> None:
+def throughput(args: argparse.Namespace) -> Figure:
     from flywheel_core.embed.dinov3 import load_dinov3
     from flywheel_core.embed.embedder import bare_forward, embed_images, preprocess
 
@@ -123,6 +124,7 @@ def throughput(args: argparse.Namespace) -> None:
     ):
         print(f"{label:38}{t:9.3f}{args.chips / t:10.1f}{t / best_b:8.3f}")
     print(f"overhead ratio embed_images / bare forward = {best_e / best_b:.3f}")
+    return Figure(f"embed_images / bare forward ({args.model})", best_e / best_b, unit="x")
 
 
 # --- (b) search --------------------------------------------------------------------------------
@@ -206,14 +208,37 @@ class Report:
         print(f"{label:50}{b}{rec:11.3f}{med:11.3f}{p95:9.3f}{self.base / med:9.2f}x", flush=True)
         self.rows.append((label, rec, med))
 
+    def best(self, prefix: str, target_recall: float, batch: bool = False) -> tuple | None:
+        """The fastest row of `prefix` at the recall target (single or batched queries)."""
+        ok = [r for r in self.rows if r[0].startswith(prefix) and ("batch" in r[0]) == batch]
+        ok = [r for r in ok if r[1] >= target_recall and "exact" not in r[0]]
+        return min(ok, key=lambda r: r[2]) if ok else None
+
+    def figures(self, target_recall: float = 0.95) -> list[Figure]:
+        """The summary-table figures: speed-ups over clean numpy at the recall target."""
+        out = []
+        for prefix, batch, target in (
+            ("LanceDB", False, 5.0),
+            ("LanceDB", True, None),
+            ("faiss", False, None),
+        ):
+            row = self.best(prefix, target_recall, batch)
+            kind = "batched, per query" if batch else "single query"
+            name = f"{prefix} {kind} at recall@{K} >= {target_recall} / clean numpy"
+            if row is None:
+                out.append(Figure(name, 0.0, target, note="no setting reached the recall"))
+            else:
+                note = f"{row[0].strip()}: recall {row[1]:.3f}, {row[2]:.3f} ms"
+                out.append(Figure(name, self.base / row[2], target, note=note))
+        return out
+
     def verdict(self, target_recall: float = 0.95, target_speedup: float = 5.0) -> None:
         """The fastest single-query LanceDB row at the recall target, against the 5x target."""
-        ok = [r for r in self.rows if r[0].startswith("LanceDB") and "batch" not in r[0]]
-        ok = [r for r in ok if r[1] >= target_recall and "exact" not in r[0]]
-        if not ok:
+        row = self.best("LanceDB", target_recall)
+        if row is None:
             print(f"no LanceDB index setting reached recall@{K} >= {target_recall}")
             return
-        label, rec, med = min(ok, key=lambda r: r[2])
+        label, rec, med = row
         speed = self.base / med
         print(
             f"best LanceDB single query at recall >= {target_recall}: {label.strip()} "
@@ -398,7 +423,7 @@ def vss_rows(report: Report, x: np.ndarray, q: np.ndarray, truth: list) -> None:
         con.close()
 
 
-def search(args: argparse.Namespace) -> None:
+def search(args: argparse.Namespace, overhead: list[Figure]) -> None:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     clusters = max(10, args.n // 1000)
@@ -423,6 +448,7 @@ def search(args: argparse.Namespace) -> None:
         faiss_rows(report, args, x, queries, truth)
         lance_rows(report, args, x, queries, truth)
     report.verdict()
+    record("embeddings", [*overhead, *report.figures()])
     print(
         "speed-up = clean numpy single-query median / this row's median (per query for batch "
         "rows); numpy scans every vector, the indexes trade recall for sublinear work"
@@ -456,10 +482,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.n <= K or args.queries < 1:
         parser.error(f"--n must exceed {K} and --queries must be positive")
-    if not args.skip_throughput:
-        throughput(args)
+    overhead = [] if args.skip_throughput else [throughput(args)]
     if not args.skip_search:
-        search(args)
+        search(args, overhead)
 
 
 if __name__ == "__main__":

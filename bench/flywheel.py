@@ -33,7 +33,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+
+from bench_summary import Figure, record
 
 ROOT = Path(__file__).resolve().parents[1]
 FLYWHEEL = [sys.executable, "-c", "from flywheel_cli.main import cli; cli()"]
@@ -229,6 +232,41 @@ def check_targets(rows: list[dict], split: str) -> list[tuple[str, bool, str]]:
     ]  # fmt: skip
 
 
+def summary_figures(rows: list[dict]) -> list[Figure]:
+    """The round-3 quality targets per split, for the benchmark summary table."""
+    t, figures = TARGETS, []
+    for split in ("dev", "held_out"):
+        sel = [r for r in rows if r["split"] == split]
+        if not sel:
+            continue
+        last = max(r["round"] for r in sel)
+        final = [r for r in sel if r["round"] == last]
+        for metric in ("recall", "precision"):
+            values = [r[metric] for r in final]
+            tag = f"{split} ({len(final)} worlds), round {last}"
+            mean, worst = statistics.fmean(values), min(values)
+            figures += [
+                Figure(f"{tag}: mean {metric}", mean, t[f"mean_{metric}"], unit=""),
+                Figure(f"{tag}: worst {metric}", worst, t[f"worst_{metric}"], unit=""),
+            ]
+    return figures
+
+
+def record_table(path: Path) -> None:
+    """The summary figures of an earlier run's table, dated by the commit that holds it (or the
+    file's time when it is not committed)."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["round"] = int(r["round"])
+        r["recall"], r["precision"] = float(r["recall"]), float(r["precision"])
+    log = ["git", "log", "-1", "--format=%cI", "--", str(path)]
+    dated = subprocess.run(log, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    when = dated or mtime
+    record("flywheel", summary_figures(rows), measured_at=when, load=None)
+
+
 def _fmt(v: object) -> str:
     if v is None:
         return "n/a"
@@ -302,7 +340,15 @@ def main() -> None:
         "VHR + MSI models, and compare.",
     )
     ap.add_argument("--fresh", action="store_true", help="Ignore reports of earlier runs in --out.")
+    ap.add_argument(
+        "--record-only",
+        action="store_true",
+        help="Run nothing: put the figures of the table in --out into the benchmark summary.",
+    )
     args = ap.parse_args()
+    if args.record_only:
+        record_table(args.out / "flywheel.csv")
+        return
     worlds = [w for w in MATRIX if args.only in (None, w.split)]
     if args.worlds:
         names = set(args.worlds.split(","))
@@ -356,6 +402,7 @@ def main() -> None:
         text += "\nFailed runs (see their rounds.log): " + ", ".join(failed) + "\n"
     (out / "flywheel.md").write_text(text)
     plot(rows, out / "flywheel.png")
+    record("flywheel", summary_figures(rows))
     print(text)
     print(f"written: {out / 'flywheel.csv'}, {out / 'flywheel.md'}, {out / 'flywheel.png'}")
 

@@ -30,6 +30,7 @@ import numpy as np
 import rasterio
 import torch
 from affine import Affine
+from bench_summary import Figure, record
 from rasterio.windows import Window
 from scipy import ndimage
 
@@ -99,6 +100,18 @@ def bare_forwards(predict, batch_sizes: list[int], bands: int, tile: int) -> flo
     return time.perf_counter() - t0
 
 
+def record_ratios(tiled: float, ceiling: float, ideal: float) -> None:
+    print(f"overhead ratio tiled / ceiling = {tiled / ceiling:.3f}")
+    print(f"overhead ratio tiled / ideal   = {tiled / ideal:.3f}")
+    record(
+        "inference",
+        [
+            Figure("tiled predict_raster / bare forwards", tiled / ceiling),
+            Figure("tiled predict_raster / non-overlapping forwards", tiled / ideal),
+        ],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
@@ -161,8 +174,7 @@ def main() -> None:
     print(f"{'  read + pad + blend + write + COG':34}{other:9.2f}{other / t_ceiling:8.3f}")
     print(f"{'ceiling: same forwards, bare':34}{t_ceiling:9.2f}{1.0:8.3f}")
     print(f"{'ideal: non-overlapping forwards':34}{t_ideal:9.2f}{t_ideal / t_ceiling:8.3f}")
-    print(f"overhead ratio tiled / ceiling = {res.seconds / t_ceiling:.3f}")
-    print(f"overhead ratio tiled / ideal   = {res.seconds / t_ideal:.3f}")
+    record_ratios(res.seconds, t_ceiling, t_ideal)
     print(
         f"throughput: {args.size * args.size / res.seconds / 1e6:.2f} Mpx/s tiled, "
         f"{args.size * args.size / t_ideal / 1e6:.2f} Mpx/s ideal"

@@ -601,7 +601,7 @@ def calibrate_model(
     H, W) probabilities, e.g. PVSegmentationModule.predict_proba) on `training_data`@version."""
     import torch
 
-    from flywheel_core.train.dataset import LanceChipDataset
+    from flywheel_core.train.dataset import LanceChipDataset, collate_samples
 
     chips, gsds = labelled_chips(uri, version, as_of, cells)
 
@@ -609,10 +609,14 @@ def calibrate_model(
         for split in ("val", "train"):
             ds = LanceChipDataset(uri, version, split=split, as_of=as_of, cells=cells, bands=bands)
             for b in range(0, len(ds), batch_size):
-                batch = ds.__getitems__(list(range(b, min(b + batch_size, len(ds)))))
+                # uint8 samples -> the float input (VHR / 255, MSI appended), as in training
+                batch = collate_samples(
+                    ds.__getitems__(list(range(b, min(b + batch_size, len(ds)))))
+                )
                 with torch.no_grad():
-                    prob = predict_proba(torch.stack([s["image"] for s in batch])).cpu().numpy()
-                for s, p in zip(batch, prob, strict=True):
-                    yield s["uid"], split, p[0], s["mask"][0].numpy() > 0.5, gsds[s["uid"]]
+                    prob = predict_proba(batch["image"]).cpu().numpy()
+                masks = batch["mask"][:, 0].numpy() > 0.5
+                for uid, p, m in zip(batch["uid"], prob, masks, strict=True):
+                    yield uid, split, p[0], m, gsds[uid]
 
     return calibrate(chips, outputs(), as_of=as_of, lance_version=version)

@@ -23,6 +23,9 @@ from typing import Any
 import torch
 
 D4_SIZE = 8
+#: The per-pixel entries of a sample, cropped and transformed together: the (uint8 or float) VHR
+#: image, the mask and, with `bands="vhr+msi"`, the float MSI channels on the same grid.
+PIXEL_KEYS = ("image", "mask", "msi")
 
 
 def d4(x: torch.Tensor, index: int) -> torch.Tensor:
@@ -54,7 +57,8 @@ def _window(lo: int, hi: int, generator: torch.Generator | None) -> int:
 
 
 class D4Augment:
-    """Random D4 transform (and optional random crop) of a sample dict's `image` and `mask`.
+    """Random D4 transform (and optional random crop) of a sample dict's `image`, `mask` and
+    `msi` (when present), any dtype: the training loader applies it to uint8 chips.
 
     crop_size: side of the random square crop (None: whole chips; no-op when the chip is smaller).
     positive_crop_prob: probability that a chip with mask pixels is cropped around one of them.
@@ -98,19 +102,20 @@ class D4Augment:
     ) -> dict[str, Any]:
         g = generator if generator is not None else self.generator
         image, mask = sample["image"], sample["mask"]
-        if image.shape[-2:] != mask.shape[-2:]:
-            raise ValueError(f"image {tuple(image.shape)} and mask {tuple(mask.shape)} differ")
+        grids = {key: sample[key] for key in PIXEL_KEYS if sample.get(key) is not None}
+        for key, x in grids.items():
+            if x.shape[-2:] != image.shape[-2:]:
+                raise ValueError(f"image {tuple(image.shape)} and {key} {tuple(x.shape)} differ")
         if self.crop_size is not None:
             h, w = image.shape[-2:]
             c = self.crop_size
             if c < h or c < w:
                 top, left, _ = self._corner(mask, c, g)
-                image = image[..., top : top + c, left : left + c]
-                mask = mask[..., top : top + c, left : left + c]
+                grids = {k: x[..., top : top + c, left : left + c] for k, x in grids.items()}
         index = _randint(D4_SIZE, g) if self.use_d4 else 0
         out = dict(sample)
-        out["image"] = d4(image, index).contiguous()
-        out["mask"] = d4(mask, index).contiguous()
+        for key, x in grids.items():
+            out[key] = d4(x, index).contiguous()
         out["d4"] = index
         return out
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from typing import Any
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from flywheel_core.errors import FlywheelError
 from flywheel_core.train.augment import Compose, D4Augment, Transform
@@ -21,6 +23,29 @@ class EmptySplitError(FlywheelError, ValueError):
     """The train split selects no rows, so there is nothing to train on."""
 
 
+class LookaheadBatches(Sampler[list[Any]]):
+    """The batches of `sampler` (`batch_size` items each, the last one shorter), each announced
+    to `dataset.prefetch` one batch before it is yielded, so a loader without workers reads the
+    next batch from Lance while this one is transformed and trained on. Same batches, same
+    order as `DataLoader(sampler=sampler, batch_size=batch_size)`."""
+
+    def __init__(self, sampler: Sampler, batch_size: int, dataset: LanceChipDataset) -> None:
+        self.sampler, self.batch_size, self.dataset = sampler, batch_size, dataset
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        items = iter(self.sampler)
+        batch = list(islice(items, self.batch_size))
+        while batch:
+            ahead = list(islice(items, self.batch_size))
+            if ahead:
+                self.dataset.prefetch(ahead)
+            yield batch
+            batch = ahead
+
+
 class PVDataModule(LightningDataModule):
     """Datasets for the three splits of `uri` at one version (pinned at construction).
 
@@ -30,9 +55,12 @@ class PVDataModule(LightningDataModule):
     the run. Train samples are augmented (optional random crop, around a mask pixel with
     probability `positive_crop_prob`; random D4; photometric changes of the VHR channels), each
     from its own seed drawn by the sampler, so batches are the same with any number of workers.
-    Val and test are not augmented. Sizes are known right after construction (`sizes`); an empty
-    train split raises `EmptySplitError` from `setup()` (or `check()`), an empty val or test split
-    just has no loader.
+    Val and test are not augmented. Batches hold uint8 pixels (and, for train, each sample's
+    photometric parameters): the model's `on_after_batch_transfer` makes them float on the
+    device and applies the photometric change there (`dataset.model_batch`). Without workers the
+    train loader reads each batch one ahead in a thread (`LookaheadBatches`). Sizes are known
+    right after construction (`sizes`); an empty train split raises `EmptySplitError` from
+    `setup()` (or `check()`), an empty val or test split just has no loader.
     """
 
     def __init__(
@@ -85,7 +113,8 @@ class PVDataModule(LightningDataModule):
         train.transform = self._train_transform(train.vhr_channels)
 
     def _train_transform(self, vhr_channels: int) -> Transform | None:
-        """Crop (around a mask pixel with probability positive_crop_prob), D4, photometric."""
+        """Crop (around a mask pixel with probability positive_crop_prob), D4 (both on the uint8
+        chip), photometric (drawn here, applied to the float batch on the device)."""
         steps: list[Transform] = []
         if self.augment or self.crop_size is not None:
             steps.append(
@@ -150,6 +179,12 @@ class PVDataModule(LightningDataModule):
                 as_of=self.as_of,
                 cells=self.cells,
                 bands=self.bands,
+            )
+        if train and not self.num_workers:  # read one batch ahead in a thread (see prefetch)
+            return DataLoader(
+                ds,
+                batch_sampler=LookaheadBatches(self.train_sampler(), self.batch_size, ds),
+                generator=torch.Generator().manual_seed(self.seed),
             )
         return DataLoader(
             ds,

@@ -25,6 +25,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
 
+from flywheel_core.train.dataset import model_batch
 from flywheel_core.train.encoder_weights import init_encoder
 
 log = logging.getLogger(__name__)
@@ -209,9 +210,18 @@ class PVSegmentationModule(LightningModule):
             + self.hparams["bce_weight"] * bce
         )
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Loader batches arrive with uint8 pixels (a quarter of the bytes to move); here, on the
+        device, they become the float input the network takes: VHR ÷ 255, the photometric change
+        of train batches, MSI channels appended, the mask as float 0/1 (`dataset.model_batch`)."""
+        return model_batch(batch)
+
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """PV probability per pixel, (B, 1, H, W) in [0, 1], computed in eval mode."""
+        """PV probability per pixel, (B, 1, H, W) in [0, 1], computed in eval mode. `x` is the
+        float input (VHR in 0..1): a uint8 chip would be read as 0..255, so it is refused."""
+        if not x.is_floating_point():
+            raise TypeError(f"predict_proba takes float input in 0..1, got {x.dtype}")
         was_training = self.training
         self.eval()
         try:

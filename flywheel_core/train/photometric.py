@@ -22,6 +22,15 @@ Each effect is applied with probability `p` (default 0.8) independently, so clea
 in the mix. Randomness comes from the generator passed with the sample (the training sampler's
 per-sample seed), else the constructor's, else torch's global RNG: reproducible with any number
 of DataLoader workers.
+
+Where the work happens: the change is float arithmetic over every pixel (and a Gaussian draw per
+pixel), far more than reading the chip, so the training loader does not do it. A uint8 sample
+(what `LanceChipDataset` yields) only gets its parameters drawn, from its own generator, packed
+into `sample["photometric"]` (`PARAMS` + 2 per channel, float32) and `sample["photometric_seed"]`
+(the seed of its noise); `apply_photometric` then applies them to the collated float batch on the
+model's device (`dataset.model_batch`, from the LightningModule's `on_after_batch_transfer`). A
+float sample is changed at once, by the same function on a batch of one, so both paths give the
+same numbers on the same device.
 """
 
 from __future__ import annotations
@@ -32,10 +41,16 @@ from typing import Any
 
 import torch
 
+#: The scalar parameters at the head of a packed parameter vector; per-channel gains and airlight
+#: levels (k each) follow.
+PARAMS = ("gamma", "contrast", "brightness", "haze", "noise_std")
+SEED_HIGH = 2**62
+
 
 @dataclass(frozen=True)
 class PhotometricAugment:
-    """Random photometric change of a sample dict's first `vhr_channels` image channels."""
+    """Random photometric change of a sample dict's first `vhr_channels` image channels (now for a
+    float image; recorded for after the transfer to the device for a uint8 one)."""
 
     vhr_channels: int = 4
     p: float = 0.8
@@ -84,23 +99,16 @@ class PhotometricAugment:
             "noise_std": float(u(*self.noise_std)) if on[5] else 0.0,
         }
 
-    def apply(
-        self, vhr: torch.Tensor, params: dict[str, Any], g: torch.Generator | None
-    ) -> torch.Tensor:
-        """The change `params` describes, on a (K, H, W) tensor of VHR channels in 0..1."""
-        x = vhr.clamp(0, 1)
-        if params["gamma"] != 1.0:
-            x = x.pow(params["gamma"])
-        if params["contrast"] != 1.0:
-            m = x.mean(dim=(-2, -1), keepdim=True)
-            x = m + params["contrast"] * (x - m)
-        x = x * (params["brightness"] * params["channel_gain"]).view(-1, 1, 1)
-        if params["haze"] > 0:
-            a = params["haze"]
-            x = x * (1 - a) + a * params["airlight"].view(-1, 1, 1)
-        if params["noise_std"] > 0:
-            x = x + params["noise_std"] * torch.randn(x.shape, generator=g)
-        return x.clamp_(0, 1)
+    def draw_packed(self, g: torch.Generator | None, k: int) -> tuple[torch.Tensor, int]:
+        """(parameter vector for k channels, noise seed): one sample's draw as `apply_photometric`
+        takes it. The noise seed comes from the same generator, after the parameters."""
+        params = self.draw(g)
+        head = torch.tensor([float(params[name]) for name in PARAMS], dtype=torch.float32)
+        packed = torch.cat(
+            [head, params["channel_gain"][:k].float(), params["airlight"][:k].float()]
+        )
+        seed = int(torch.randint(0, SEED_HIGH, (1,), generator=g).item())
+        return packed, seed
 
     def __call__(
         self, sample: dict[str, Any], generator: torch.Generator | None = None
@@ -108,10 +116,54 @@ class PhotometricAugment:
         g = generator if generator is not None else self.generator
         image = sample["image"]
         k = min(self.vhr_channels, image.shape[0])
-        params = self.draw(g)
-        params["channel_gain"] = params["channel_gain"][:k]
-        params["airlight"] = params["airlight"][:k]
-        vhr = self.apply(image[:k], params, g)
+        packed, seed = self.draw_packed(g, k)
         out = dict(sample)
-        out["image"] = torch.cat([vhr, image[k:]]) if k < image.shape[0] else vhr.contiguous()
+        if not image.is_floating_point():  # uint8 chip: applied after the transfer
+            out["photometric"], out["photometric_seed"] = packed, seed
+            return out
+        x = apply_photometric(image[None], packed[None], torch.tensor([seed]))[0]
+        out["image"] = x.contiguous()
         return out
+
+
+def apply_photometric(
+    images: torch.Tensor, params: torch.Tensor, seeds: torch.Tensor
+) -> torch.Tensor:
+    """The changes packed in `params` (B, len(PARAMS) + 2k) applied to the first k channels of a
+    float batch (B, C, H, W) in 0..1, on the batch's device; channels after k are kept.
+
+    The noise of sample b is drawn from a generator on that device seeded with `seeds[b]`, so a
+    batch gets the same noise whichever worker built it (CPU and GPU generators differ, so the
+    noise depends on the device, as any on-device draw does). Returns a new tensor."""
+    b, c = images.shape[:2]
+    k = (params.shape[1] - len(PARAMS)) // 2
+    if params.shape != (b, len(PARAMS) + 2 * k) or not 0 < k <= c:
+        raise ValueError(f"photometric parameters {tuple(params.shape)} for images {images.shape}")
+    p = params.to(images.device, images.dtype)
+    gamma, contrast, brightness, haze, noise = (p[:, i].view(b, 1, 1, 1) for i in range(5))
+    gain = p[:, 5 : 5 + k].view(b, k, 1, 1)
+    air = p[:, 5 + k :].view(b, k, 1, 1)
+    x = images[:, :k].clamp(0, 1)
+    # where an effect is off its formula is skipped, as in the per-sample definition (x ** 1 and
+    # m + 1 (x - m) are x only up to rounding)
+    x = torch.where(gamma != 1.0, x.pow(gamma), x)
+    m = x.mean(dim=(-2, -1), keepdim=True)
+    x = torch.where(contrast != 1.0, m + contrast * (x - m), x)
+    x = x * (brightness * gain)
+    x = torch.where(haze > 0, x * (1 - haze) + haze * air, x)
+    stds = params[:, 4].tolist()
+    if any(s > 0 for s in stds):
+        draws = [
+            torch.randn(
+                x.shape[1:],
+                generator=torch.Generator(x.device).manual_seed(int(seed)),
+                device=x.device,
+                dtype=x.dtype,
+            )
+            if s > 0
+            else torch.zeros(x.shape[1:], device=x.device, dtype=x.dtype)
+            for s, seed in zip(stds, seeds.tolist(), strict=True)
+        ]
+        x = x + noise * torch.stack(draws)
+    x = x.clamp_(0, 1)
+    return torch.cat([x, images[:, k:]], dim=1) if k < c else x

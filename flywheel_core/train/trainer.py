@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -27,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from flywheel_core.train.datamodule import PVDataModule
-from flywheel_core.train.dataset import LanceChipDataset, table_uri
+from flywheel_core.train.dataset import LanceChipDataset, collate_samples, table_uri
 from flywheel_core.train.module import PVSegmentationModule
 
 log = logging.getLogger(__name__)
@@ -278,11 +279,12 @@ def sample_panels(
             ds = dm.eval_dataloader(split).dataset
             assert isinstance(ds, LanceChipDataset)
             picks = np.linspace(0, len(ds) - 1, num=min(n, len(ds))).round().astype(int)
-            samples = ds.__getitems__(sorted(set(picks.tolist())))
-            x = torch.stack([s["image"] for s in samples])
-            prob = model.predict_proba(x).cpu()
-            panels = [_panel(s["image"], s["mask"], p) for s, p in zip(samples, prob, strict=True)]
-            return panels, [f"{split} {s['uid']}" for s in samples]
+            batch = collate_samples(ds.__getitems__(sorted(set(picks.tolist()))))
+            prob = model.predict_proba(batch["image"]).cpu()
+            panels = [
+                _panel(x, m, p) for x, m, p in zip(batch["image"], batch["mask"], prob, strict=True)
+            ]
+            return panels, [f"{split} {uid}" for uid in batch["uid"]]
     return [], []
 
 
@@ -451,6 +453,34 @@ def _selection(
     return f"best val IoU {best.best['iou']:.3f} at step {best.best_step} ({stop})", scalars
 
 
+def _log_plan(
+    config: TrainConfig,
+    dm: PVDataModule,
+    model: PVSegmentationModule,
+    val_positives: int,
+    select: bool,
+) -> None:
+    log.info(
+        "%d steps of %d, val every %d (%s), positives %.0f%% of draws; encoder: %s",
+        config.steps,
+        config.batch_size,
+        config.val_every,
+        f"patience {config.patience}"
+        if select
+        else f"{val_positives} val chips with panels: final weights kept",
+        100 * dm.train_sampler().share,
+        model.encoder_init,
+    )
+
+
+def _fit(trainer: L.Trainer, model: PVSegmentationModule, dm: PVDataModule) -> None:
+    with warnings.catch_warnings():
+        # the module's on_after_batch_transfer (uint8 -> float on the device) is meant to serve
+        # the data module's loaders, and the bare loaders `Trainer.test` gets later
+        warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`")
+        trainer.fit(model, datamodule=dm)
+
+
 def _train(
     lance_uri: str,
     table: str,
@@ -478,24 +508,14 @@ def _train(
     model = build_module(dm, config, data_info)
     val_positives = int(sum(dm.datasets["val"].positive())) if has_val else 0
     select = val_positives >= config.min_val_positives
-    log.info(
-        "%d steps of %d, val every %d (%s), positives %.0f%% of draws; encoder: %s",
-        config.steps,
-        config.batch_size,
-        config.val_every,
-        f"patience {config.patience}"
-        if select
-        else f"{val_positives} val chips with panels: final weights kept",
-        100 * dm.train_sampler().share,
-        model.encoder_init,
-    )
+    _log_plan(config, dm, model, val_positives, select)
     wandb_config = {**config.to_dict(), **{f"data/{k}": v for k, v in data_info.items()}}
     logger = _make_logger(out_dir, run_name, wandb_config)
     try:
         best = BestWeights(config.steps, config.patience, select=select)
         callbacks: list[Callback] = [best] if has_val else [best, StepLog(config.steps)]
         trainer = build_trainer(config, logger, callbacks, has_val, out_dir)
-        trainer.fit(model, datamodule=dm)
+        _fit(trainer, model, dm)
         steps_run = int(trainer.global_step)
         best.restore(model)
         weights, selection = _selection(best, steps_run, val_positives, config.min_val_positives)

@@ -124,3 +124,20 @@ def test_the_per_sample_generator_decides_and_compose_shares_it():
     c = pipe(s, torch.Generator().manual_seed(12))
     assert torch.equal(a["image"], b["image"]) and a["d4"] == b["d4"]
     assert not torch.equal(a["image"], c["image"])
+
+
+def test_uint8_chips_and_msi_channels_move_with_the_mask():
+    """The loader augments uint8 chips (and float MSI on the same grid): the same crop and D4
+    transform for all three, the dtypes kept, and the result the float path's."""
+    s = _sample(size=16)
+    image = s["image"].remainder(251).to(torch.uint8)  # channel 0 still holds mask * 100
+    u8 = {"image": image, "mask": s["mask"].to(torch.uint8), "msi": image[:2] * 0.5, "uid": "u"}
+    aug = D4Augment(crop_size=8, positive_crop_prob=0.5)
+    for seed in range(30):
+        a = aug(u8, torch.Generator().manual_seed(seed))
+        f = aug({**u8, "image": u8["image"].float()}, torch.Generator().manual_seed(seed))
+        assert a["image"].dtype == torch.uint8 and a["mask"].dtype == torch.uint8
+        assert a["msi"].shape == (2, 8, 8) and a["msi"].dtype == torch.float32
+        assert torch.equal(a["image"].float(), f["image"]) and a["d4"] == f["d4"]
+        assert torch.equal(a["msi"], a["image"][:2] * 0.5)
+        assert torch.equal(a["image"][0], a["mask"][0] * 100)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from flywheel_core.train.datamodule import EmptySplitError, PVDataModule
-from flywheel_core.train.dataset import table_uri
+from flywheel_core.train.dataset import collate_samples, model_batch, table_uri
 from flywheel_core.train.synthetic import synthetic_rows, write_training_table
 
 
@@ -18,6 +18,9 @@ def test_sizes_steps_and_loaders(pv_table):
     assert len(loader) == dm.steps_per_epoch
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 4, 32, 32) and batch["mask"].shape == (4, 1, 32, 32)
+    # uint8 until the batch is on the device (the model's on_after_batch_transfer converts)
+    assert batch["image"].dtype == torch.uint8 and batch["mask"].dtype == torch.uint8
+    assert batch["photometric"].shape == (4, 5 + 2 * 4) and batch["photometric_seed"].shape == (4,)
     # an "epoch" is a block of steps of any length, drawn with replacement
     block = PVDataModule(pv_table.uri, batch_size=4, steps_per_epoch=25).train_dataloader()
     assert len(block) == 25 and len([b for b in block]) == 25
@@ -67,13 +70,16 @@ def test_photometric_changes_train_samples_only_in_their_vhr_channels(pv_table):
     plain = PVDataModule(pv_table.uri, photometric=False, **kw)
     photo = PVDataModule(pv_table.uri, photometric=True, **kw)
     a, b = next(iter(plain.train_dataloader())), next(iter(photo.train_dataloader()))
+    assert "photometric" not in a and torch.equal(a["image"], b["image"]), "drawn, not applied"
+    a, b = model_batch(a), model_batch(b)  # as on the device, after the transfer
     assert a["uid"] == b["uid"] and torch.equal(a["mask"], b["mask"])
-    assert torch.equal(a["image"][:, 4:], b["image"][:, 4:])
+    assert a["image"].shape[1] == 22 and torch.equal(a["image"][:, 4:], b["image"][:, 4:])
     assert not torch.allclose(a["image"][:, :4], b["image"][:, :4], atol=1e-3)
     # eval loaders are never augmented
-    clean = next(iter(photo.eval_dataloader("train")))["image"]
-    raw = torch.stack([s["image"] for s in photo.datasets["train"].load_all()[:4]])
-    assert torch.equal(clean, raw)
+    clean = next(iter(photo.eval_dataloader("train")))
+    assert "photometric" not in clean
+    raw = collate_samples(photo.datasets["train"].load_all()[:4])["image"]
+    assert torch.equal(model_batch(clean)["image"], raw)
 
 
 def test_filters_and_version_pinning(pv_table):
@@ -101,5 +107,74 @@ def test_workers_give_the_batches_of_the_main_process(pv_table):
     in_process = list(PVDataModule(pv_table.uri, num_workers=0, **kw).train_dataloader())
     assert len(with_workers) == len(in_process) == 4
     for a, b in zip(with_workers, in_process, strict=True):
-        assert a["uid"] == b["uid"]
+        assert a["uid"] == b["uid"] and a["image"].dtype == torch.uint8
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+        # the photometric draws travel with the batch: the same with any number of workers
+        assert torch.equal(a["photometric"], b["photometric"])
+        assert torch.equal(a["photometric_seed"], b["photometric_seed"])
+        assert torch.equal(model_batch(a)["image"], model_batch(b)["image"])
+
+
+def test_the_uint8_path_trains_on_the_float_path_numbers(pv_table):
+    """A train batch from the loader, made float on the "device" by the module, gives the network
+    the input (and the loss) of the float pipeline: the same samples decoded as float32 / 255
+    with the same per-sample seeds, cropped, turned and photometrically changed at once."""
+    from flywheel_core.train.module import PVSegmentationModule
+
+    dm = PVDataModule(pv_table.uri, batch_size=4, crop_size=32, steps_per_epoch=1, seed=5)
+    ds = dm.datasets["train"]
+    items = list(dm.train_sampler())[:4]
+    loader_batch = next(iter(dm.train_dataloader()))
+    assert loader_batch["uid"] == [ds.uids[i] for i, _ in items]
+
+    clean = {s["uid"]: s for s in ds.load_all()}
+    transform = ds.transform
+    assert transform is not None
+    floats = []
+    for i, seed in items:
+        s = clean[ds.uids[i]]
+        s = {**s, "image": s["image"].float() / 255, "mask": s["mask"].float()}
+        floats.append(transform(s, torch.Generator().manual_seed(int(seed))))
+    float_batch = torch.utils.data.default_collate(floats)
+
+    torch.manual_seed(0)
+    model = PVSegmentationModule(in_channels=4, encoder_depth=2, decoder_channels=(16, 8))
+    got = model.on_after_batch_transfer(loader_batch, 0)
+    assert got["image"].dtype == torch.float32 and set(got["mask"].unique().tolist()) <= {0, 1}
+    torch.testing.assert_close(got["image"], float_batch["image"], rtol=0, atol=1e-6)
+    assert torch.equal(got["mask"], float_batch["mask"])
+    model.eval()
+    with torch.no_grad():
+        loss = model.loss(model(got["image"]), got["mask"])
+        want = model.loss(model(float_batch["image"]), float_batch["mask"])
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+
+
+def test_without_workers_the_next_batch_is_read_ahead(pv_table, monkeypatch):
+    """The in-process train loader reads batch k+1 in a background thread while batch k is
+    used; the batches are those of a plain loader over the same sampler."""
+    import threading
+
+    import lance
+    from torch.utils.data import DataLoader
+
+    dm = PVDataModule(pv_table.uri, batch_size=4, crop_size=32, steps_per_epoch=5, seed=1)
+    ds = dm.datasets["train"]
+    ds.positive()  # the sampler's mask scan, before counting the batch reads
+    threads = []
+    take = lance.LanceDataset.take
+
+    def spy_take(self, indices, columns=None, **kw):
+        threads.append(threading.current_thread().name)
+        return take(self, indices, columns=columns, **kw)
+
+    monkeypatch.setattr(lance.LanceDataset, "take", spy_take)
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 5 and len(threads) == 5, threads
+    # the first batch is read when asked for, every later one ahead of time
+    assert sorted(t.startswith("lance-prefetch") for t in threads) == [False] + [True] * 4
+    assert "MainThread" in threads
+    plain = DataLoader(ds, batch_size=4, sampler=dm.train_sampler())
+    for a, b in zip(batches, plain, strict=True):
+        assert a["uid"] == b["uid"] and torch.equal(a["image"], b["image"])
+        assert torch.equal(a["photometric"], b["photometric"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flywheel_core.train.photometric import PhotometricAugment
+from flywheel_core.train.photometric import PARAMS, PhotometricAugment, apply_photometric
 
 
 def _sample(channels: int = 22, size: int = 32):
@@ -64,3 +64,45 @@ def test_bad_ranges_are_refused():
         PhotometricAugment(gamma=(0.0, 1.0))
     with pytest.raises(ValueError):
         PhotometricAugment(vhr_channels=0)
+
+
+def _uint8_sample(size: int = 32):
+    g = torch.Generator().manual_seed(3)
+    image = torch.randint(20, 230, (4, size, size), generator=g, dtype=torch.uint8)
+    return {"image": image, "mask": torch.zeros(1, size, size, dtype=torch.uint8), "uid": "u"}
+
+
+def test_a_uint8_chip_carries_its_draw_and_gets_the_float_change_later():
+    """The loader's path: drawn per sample on the CPU, applied to the float batch after the
+    transfer. Same generator, same numbers as changing the float sample at once."""
+    aug = PhotometricAugment(p=1.0)
+    s = _uint8_sample()
+    deferred = aug(s, torch.Generator().manual_seed(5))
+    assert torch.equal(deferred["image"], s["image"]), "the uint8 pixels are not touched"
+    params, seed = deferred["photometric"], deferred["photometric_seed"]
+    assert params.shape == (len(PARAMS) + 2 * 4,) and isinstance(seed, int)
+    x = s["image"].float() / 255
+    now = aug({**s, "image": x}, torch.Generator().manual_seed(5))["image"]
+    later = apply_photometric(x[None], params[None], torch.tensor([seed]))[0]
+    assert torch.equal(now, later) and not torch.allclose(later, x, atol=1e-3)
+
+
+def test_a_batch_applies_each_sample_its_own_draw():
+    aug = PhotometricAugment(vhr_channels=4, p=1.0)
+    samples = [aug(_uint8_sample(), torch.Generator().manual_seed(i)) for i in range(3)]
+    x = torch.stack([s["image"] for s in samples]).float() / 255
+    msi = torch.rand(3, 2, 32, 32)
+    params = torch.stack([s["photometric"] for s in samples])
+    seeds = torch.tensor([s["photometric_seed"] for s in samples])
+    out = apply_photometric(torch.cat([x, msi], dim=1), params, seeds)
+    assert torch.equal(out[:, 4:], msi), "channels after the VHR ones are kept"
+    for b in range(3):
+        one = apply_photometric(x[b : b + 1], params[b : b + 1], seeds[b : b + 1])[0]
+        torch.testing.assert_close(out[b, :4], one, rtol=0, atol=1e-6)
+    assert not torch.allclose(out[0, :4], out[1, :4], atol=1e-2)
+    # identity parameters (p = 0) change nothing
+    still = PhotometricAugment(p=0.0)(_uint8_sample(), torch.Generator().manual_seed(1))
+    same = apply_photometric(x[:1], still["photometric"][None], seeds[:1])
+    assert torch.equal(same, x[:1])
+    with pytest.raises(ValueError, match="photometric parameters"):
+        apply_photometric(x, params[:, :6], seeds)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchmetrics.classification import BinaryJaccardIndex
 
-from flywheel_core.train.dataset import LanceChipDataset
+from flywheel_core.train.dataset import LanceChipDataset, collate_samples
 from flywheel_core.train.synthetic import synthetic_rows, write_training_table
 from flywheel_core.train.trainer import BestWeights, TrainConfig, load_model, train_model
 from flywheel_tests.train.conftest import build_table, few_label_rows
@@ -211,10 +211,8 @@ def test_val_based_stop_restores_the_best_weights(pv_table, tmp_path):
     assert m["val/iou"] == pytest.approx(best["iou"], abs=1e-6)
     assert m["val/loss"] == pytest.approx(best["loss"], abs=1e-5)
     model = load_model(result.checkpoint_path)
-    val = LanceChipDataset(pv_table.uri, split="val").load_all()
-    x = torch.stack([s["image"] for s in val])
-    y = torch.stack([s["mask"] for s in val]).int()
-    iou = BinaryJaccardIndex()(model.predict_proba(x), y)
+    val = collate_samples(LanceChipDataset(pv_table.uri, split="val").load_all())
+    iou = BinaryJaccardIndex()(model.predict_proba(val["image"]), val["mask"].int())
     assert float(iou) == pytest.approx(best["iou"], abs=1e-5)
     assert "stopped early" in result.weights
 
