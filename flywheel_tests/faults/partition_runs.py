@@ -3,12 +3,14 @@
     python -m flywheel_tests.faults.partition_runs WORLD OUT CELL DATE[,DATE...] [DATE,...]
     python -m flywheel_tests.faults.partition_runs --one WORLD ROOT CELL DATE
 
-Each comma-separated group of dates is one wave: one forked process per date, all started
-together on one lake, one Lance store and one persistent Dagster instance ($DAGSTER_HOME), as
-separate `dagster asset materialize` runs would. The definitions are imported once, before any
-fork, so a wave costs the runs and not four imports. Then the same partitions are materialized
-one at a time into OUT/clean, the reference. Prints one JSON line: every run's success.
-`chips_in` and `datasets_in` read back what the runs left.
+Each comma-separated group of dates is one wave: one process per date, all started together on
+one lake, one Lance store and one persistent Dagster instance ($DAGSTER_HOME), as separate
+`dagster asset materialize` runs would. The processes come from a forkserver that imports the
+asset modules once, so a wave costs the runs and not four imports. Not plain fork from this
+process: a child forked from a process with live threads (Dagster's instance, lancedb's
+runtime) can inherit a lock held by one of them and hang; one CI run hung here for 400 s.
+Then the same partitions are materialized one at a time into OUT/clean, the reference. Prints
+one JSON line: every run's success. `chips_in` and `datasets_in` read back what the runs left.
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ def run_one(world: Path, root: Path, cell: str, day: str) -> bool:
         return result.success
 
 
+PRELOAD = ["flywheel_tests.faults.partition_runs"]  # imports the assets and resources
+
+
 def wave(world: Path, root: Path, cell: str, days: list[str]) -> dict[str, bool]:
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
     with ctx.Pool(len(days)) as pool:
         done = pool.starmap(run_one, [(world, root, cell, day) for day in days])
     return dict(zip(days, done, strict=True))
