@@ -338,7 +338,11 @@ def search_many(
     index = None if exact else _cosine_index(tbl, column)
     vectors = [q.vector for q in queries]
     found = _builder(tbl, vectors, column, k + 1, prefilter, index, refine_factor).to_arrow()
-    which = found.column("query_index").to_pylist()
+    # LanceDB tags rows with `query_index` only when it was given more than one vector
+    if "query_index" in found.schema.names:
+        which = found.column("query_index").to_pylist()
+    else:
+        which = [0] * found.num_rows
     log.info("search_many: %d queries in one batch, %d rows", len(queries), found.num_rows)
     results = []
     for i, q in enumerate(queries):

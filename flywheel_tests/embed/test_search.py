@@ -290,6 +290,9 @@ def test_search_many_answers_like_one_search_per_query(world):
     assert all(len(r.hits) == 5 and r.exact for r in batch)
     assert all(c.uid not in {h.uid for h in r.hits} for c, r in zip(chips, batch, strict=True))
     assert search_many(db, [], k=5) == []
+    # a batch of one (a round with one candidate): LanceDB then tags no `query_index`
+    one = search_many(db, chips[:1], k=5, filters=filters, opened=tbl)
+    assert [[(h.uid, round(h.distance, 6), h.rank) for h in r.hits] for r in one] == got[:1]
 
 
 def test_search_many_refuses_a_batch_of_two_models(tmp_path):
