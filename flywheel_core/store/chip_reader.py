@@ -32,7 +32,9 @@ from flywheel_core.store.allocator import tune_allocator
 from flywheel_core.store.pixels import pixel_rows
 
 
-def _open(uri: str, version: int | None) -> lance.LanceDataset:
+def open_lance(uri: str, version: int | None = None) -> lance.LanceDataset:
+    """The Lance dataset at `uri` (at `version`), with object-store options from the environment
+    for remote URIs (imported lazily: lancedb is slow to import in a fresh loader worker)."""
     options = None
     if "://" in uri:
         from flywheel_core.store.lance_tables import storage_options
@@ -66,7 +68,7 @@ class ChipReader:
         self.shapes = {c: tuple(int(x) for x in s) for c, s in shapes.items()}
         self.dtypes = {c: np.dtype((dtypes or {}).get(c, np.uint8)) for c in self.shapes}
         self.tune_malloc = tune_malloc
-        ds = _open(self.uri, version)
+        ds = open_lance(self.uri, version)
         missing = [c for c in self.shapes if c not in ds.schema.names]
         if missing:
             raise KeyError(f"{self.uri} has no column(s) {missing}; it has {ds.schema.names}")
@@ -78,7 +80,7 @@ class ChipReader:
     @property
     def dataset(self) -> lance.LanceDataset:
         if self._ds is None or self._pid != os.getpid():
-            self._ds, self._pid = _open(self.uri, self.version), os.getpid()
+            self._ds, self._pid = open_lance(self.uri, self.version), os.getpid()
         return self._ds
 
     def __getstate__(self) -> dict:

@@ -41,6 +41,7 @@ from torch.utils.data import Dataset, default_collate
 
 from flywheel_core.lake.quote import sql_eq, sql_in, sql_range
 from flywheel_core.store.allocator import tune_allocator
+from flywheel_core.store.chip_reader import open_lance
 from flywheel_core.store.pixels import pixel_list, pixel_rows
 from flywheel_core.train.photometric import apply_photometric
 
@@ -56,15 +57,6 @@ Sample = dict[str, Any]
 def table_uri(lancedb_uri: str, table: str) -> str:
     """The Lance dataset behind a LanceDB table: `<db uri>/<table>.lance`."""
     return f"{str(lancedb_uri).rstrip('/')}/{table}.lance"
-
-
-def open_lance(uri: str, version: int | None = None) -> lance.LanceDataset:
-    options = None
-    if "://" in uri:  # object-store options from the environment (lancedb is slow to import)
-        from flywheel_core.store.lance_tables import storage_options
-
-        options = storage_options(uri)
-    return lance.dataset(uri, version=version, storage_options=options)
 
 
 def row_filter(
