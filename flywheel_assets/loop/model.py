@@ -25,14 +25,16 @@ from dagster import (
 
 from flywheel_assets.partitions import SETTINGS, date_partitions
 from flywheel_core.lake.labels import current_snapshot_id
-from flywheel_core.lake.models import register_model, registry_name
+from flywheel_core.lake.models import previous_model, register_model, registry_name
 from flywheel_core.lake.report import active_label_count
 from flywheel_core.preview import markdown_image, save
+from flywheel_core.train.checkpoints import cached_checkpoint, warm_start_parent
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.lancedb_io import LanceDBResource
 from flywheel_resources.object_store import ObjectStoreResource
 
 date_only = date_partitions(SETTINGS)
+CHECKPOINT_CACHE = SETTINGS.data_dir / "cache" / "models"
 
 
 class ModelConfig(Config):
@@ -48,6 +50,9 @@ class ModelConfig(Config):
     positive_fraction: float | None = None  # share of draws from chips with panels
     patience: int | None = None  # val evaluations without improvement before stopping
     val_every: int | None = None  # steps between val evaluations
+    # start from the previous round's model when its network has the same shape (fine-tuning);
+    # False: every round trains a fresh network
+    warm_start: bool = True
 
 
 @asset(
@@ -86,14 +91,18 @@ def model_checkpoint(
     round_no, n_samples = round_of(db, day)
     if n_samples == 0:
         raise Failure(f"no training samples dated on or before {day}: nothing to train on")
-    train_config = round_config(day, round_no, config.model_dump(exclude_none=True))
+    overrides = config.model_dump(exclude_none=True, exclude={"warm_start"})
     with ducklake.connect() as con:
         snapshot = current_snapshot_id(con)
         label_count = active_label_count(con)
+        previous = previous_model(con, day) if config.warm_start else None
+    parent, why = warm_start_parent(previous, round_config(day, round_no, overrides).to_dict())
+    train_config = round_config(day, round_no, {**overrides, "init_model_id": parent})
+    init = cached_checkpoint(objects.store(), parent, CHECKPOINT_CACHE) if parent else None
     name = registry_name(day)
-    context.log.info(f"round {round_no}: training {name} on {n_samples} samples up to {day}")
+    context.log.info(f"round {round_no}: training {name} on {n_samples} samples up to {day}; {why}")
     trained = train_round(
-        lancedb.uri, day, round_no, SETTINGS.data_dir / "runs" / name, train_config, name
+        lancedb.uri, day, round_no, SETTINGS.data_dir / "runs" / name, train_config, name, init
     )
     row = registry_row(
         trained, lance_uri=lancedb.uri, day=day, snapshot=snapshot, label_count=label_count

@@ -29,6 +29,7 @@ from flywheel_core.lake.predictions import prediction_row, replace_predictions
 from flywheel_core.lake.quote import sql_and
 from flywheel_core.partitions import CellDate
 from flywheel_core.preview import placeholder
+from flywheel_core.train.checkpoints import cached_checkpoint
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.gpu import GPUResource
 from flywheel_resources.lancedb_io import LanceDBResource
@@ -56,9 +57,7 @@ def _load_model(store: Any, gpu: GPUResource, model_id: str) -> Any:
     """The registered model's weights, fetched once into the local cache, on the GPU resource."""
     from flywheel_core.train.trainer import load_model  # lightning: imported by the step only
 
-    cache = SETTINGS.data_dir / "cache" / "models" / model_id / "model.ckpt"
-    if not cache.exists():
-        store.get(f"models/{model_id}/model.ckpt", cache)
+    cache = cached_checkpoint(store, model_id, SETTINGS.data_dir / "cache" / "models")
     return gpu.load("pv-seg", model_id, lambda dev, dtype: load_model(cache).to(dev))
 
 

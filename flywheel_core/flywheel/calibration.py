@@ -35,9 +35,12 @@ round replays exactly. The hidden truth of a synthetic world is never read here.
   the 10 m pixels their mask touches): halfway between water's −1 and the objects' lowest value,
   and never above the documented default (−0.95).
 
-- `min_area_m2`: 0.5 x the lower quartile of the labelled systems' areas (never below the
-  default 4 m²): what PV systems measure differs by place, and a detection far smaller than any
-  labelled one is more likely a solar-thermal collector or a skylight. A system's area is its
+- `min_area_m2`: 0.5 x the lower quartile of the labelled systems' areas x the model's outline
+  ratio (never below the default 4 m²): what PV systems measure differs by place, and a
+  detection far smaller than any labelled one is more likely a solar-thermal collector or a
+  skylight. The rule reads the model's outline of a detection, so the bound is scaled by the
+  median ratio of the model's object area to its matched labelled object's area on the train
+  and val chips (clipped to 0.5–1.0; 1 with fewer than 3 pairs). A system's area is its
   accepted masks summed over the train and val chips of one date that show it
   (`metadata.mask_qa`), so a system across chip edges counts whole; a label on several dates
   counts its largest footprint once.
@@ -64,7 +67,7 @@ from flywheel_core.masks.backends.classical import pv_score
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2  # 2: the area bound in the model's outline scale
 MIN_OBJECTS = 3  # fewer labelled (or predicted) objects than this: keep the default
 MIN_SPECTRAL_OBJECTS = 5
 MIN_SPECTRAL_AUC = 0.8
@@ -80,6 +83,9 @@ GROUP_M = 8.5  # = PredictionConfig.group_distance_m: rows of one array are one 
 MIN_PART_M2 = 2.0  # = PredictionConfig.min_area_m2
 WATER_PVI = -1.0
 AREA_FACTOR = 0.5
+# Bounds of the model-outline / mask area ratio the area bound is scaled by (outline_ratio): a
+# model that has not learnt edges yet must not move the bound more than that either way.
+OUTLINE_RATIO_RANGE = (0.5, 1.0)
 
 # Documented defaults, used when a round has too little evidence (the reason is recorded).
 DEFAULTS: dict[str, float | None] = {
@@ -199,6 +205,7 @@ class ScoredObject:
     # known false positive
     known: bool = True
     area_m2: float = math.inf  # the object's area on the chip (cut by its edge: smaller)
+    label_area_m2: float | None = None  # the matched labelled object's area on the chip
 
 
 def score_objects(
@@ -217,18 +224,18 @@ def score_objects(
             v = _iou(p, ref == j)
             if v >= MATCH_IOU:
                 pairs.append((v, i, int(j)))
-    used_p, used_r = set(), set()
+    match: dict[int, int] = {}  # predicted object -> its labelled object
     for _, i, j in sorted(pairs, reverse=True):
-        if i not in used_p and j not in used_r:
-            used_p.add(i)
-            used_r.add(j)
+        if i not in match and j not in match.values():
+            match[i] = j
     negative = n_ref == 0
     pixel_m2 = gsd_m * gsd_m
     objects = []
     for i in range(1, n_pred + 1):
         obj = pred == i
         score, area = float(prob[obj].mean()), float(obj.sum() * pixel_m2)
-        objects.append(ScoredObject(score, i in used_p, i in used_p or negative, area))
+        label_area = float((ref == match[i]).sum() * pixel_m2) if i in match else None
+        objects.append(ScoredObject(score, i in match, i in match or negative, area, label_area))
     return objects, n_ref
 
 
@@ -386,26 +393,53 @@ def calibrate_vhr_pv_score(objects: Sequence[ObjectSpectra]) -> Threshold:
     return Threshold(round(value, 2), method, None, evidence, rows)
 
 
-def calibrate_min_area(areas: Mapping[str, float], rows: Sequence[str] = ()) -> Threshold:
+def outline_ratio(objects: Sequence[ScoredObject]) -> tuple[float, int]:
+    """(median of the model's object area / its matched labelled object's area, pairs used),
+    clipped to `OUTLINE_RATIO_RANGE`; 1.0 with fewer than `MIN_OBJECTS` pairs.
+
+    The area rule reads the model's outline of a detection (pixels of p >= 0.5), and a model's
+    outline is tighter or looser than the masks it learnt from: a bound set in mask areas would
+    cut (or pass) systems by how the model draws edges, not by their size."""
+    ratios = [
+        o.area_m2 / o.label_area_m2
+        for o in objects
+        if o.matched and o.label_area_m2 and math.isfinite(o.area_m2)
+    ]
+    if len(ratios) < MIN_OBJECTS:
+        return 1.0, len(ratios)
+    lo, hi = OUTLINE_RATIO_RANGE
+    return float(min(max(float(np.median(ratios)), lo), hi)), len(ratios)
+
+
+def calibrate_min_area(
+    areas: Mapping[str, float], rows: Sequence[str] = (), outline: tuple[float, int] = (1.0, 0)
+) -> Threshold:
     """`AREA_FACTOR` x the lower quartile of the labelled systems' areas (`areas`: label id ->
-    m², its accepted masks summed over the chips that show it), never below the default: a
-    detection far smaller than the systems the labels show is more likely a solar-thermal
-    collector or a skylight than a PV system. The quartile, not the minimum, so a few small
-    false labels of an earlier round do not drag it down. A label partly on chips outside the
-    train and val splits counts smaller than it is, which errs towards a lower bound."""
+    m², its accepted masks summed over the chips that show it) x the model's outline ratio
+    (`outline_ratio`), never below the default: a detection far smaller than the systems the
+    labels show is more likely a solar-thermal collector or a skylight than a PV system. The
+    quartile, not the minimum, so a few small false labels of an earlier round do not drag it
+    down. A label partly on chips outside the train and val splits counts smaller than it is,
+    which errs towards a lower bound."""
     default = DEFAULTS["min_area_m2"]
     values = [float(a) for a in areas.values() if a and a > 0]
     if len(values) < MIN_OBJECTS:
         why = f"default: too few labelled systems ({len(values)} < {MIN_OBJECTS})"
         return Threshold(default, why, default, {"objects": len(values)}, tuple(rows))
     q25 = float(np.quantile(values, 0.25))
-    value = max(float(default or 0.0), AREA_FACTOR * q25)
+    ratio, pairs = outline
+    value = max(float(default or 0.0), AREA_FACTOR * q25 * ratio)
     evidence = {
         "objects": len(values),
         "area_p25_m2": round(q25, 2),
         "smallest_m2": round(min(values), 2),
+        "outline_ratio": round(ratio, 3),
+        "outline_pairs": pairs,
     }
-    method = f"{AREA_FACTOR:g} x the lower quartile of labelled systems' areas, >= the default"
+    method = (
+        f"{AREA_FACTOR:g} x the lower quartile of labelled systems' areas x the model's outline "
+        f"ratio {ratio:.2f} ({pairs} matched objects), >= the default"
+    )
     return Threshold(round(value, 2), method, default, evidence, tuple(rows))
 
 
@@ -443,9 +477,20 @@ class LabelledChip:
     date: str | None = None  # the chip's date: a label's area is summed over one date's chips
 
 
-def _min_score(
-    outputs: Iterable[tuple[str, str, np.ndarray, np.ndarray, float]], min_area_m2: float | None
-) -> Threshold:
+ScoredChips = dict[str, tuple[list[ScoredObject], int, list[str]]]
+
+
+def scored_chips(outputs: Iterable[tuple[str, str, np.ndarray, np.ndarray, float]]) -> ScoredChips:
+    """Per split ("val", "train"): (the model's objects, labelled objects, chip uids)."""
+    out: ScoredChips = {"val": ([], 0, []), "train": ([], 0, [])}
+    for uid, split, prob, mask, gsd in outputs:
+        objects, n, rows = out[split]
+        found, k = score_objects(prob, mask, gsd)
+        out[split] = (objects + found, n + k, [*rows, uid])
+    return out
+
+
+def _min_score(scored: ScoredChips, min_area_m2: float | None) -> Threshold:
     """F0.5 on the validation chips; on train + validation chips when validation alone has too
     little evidence (a first round has a handful of chips: its train chips then speak, and since
     the model has seen them their objects score high, which errs towards a higher bound).
@@ -453,15 +498,13 @@ def _min_score(
     Objects smaller than the round's `min_area_m2` are left out: the area rule rejects them
     whatever their score, so a confident small look-alike (a solar-thermal collector) must not
     raise the bound every larger panel has to pass."""
-    objects: dict[str, list[ScoredObject]] = {"val": [], "train": []}
-    labelled: dict[str, int] = {"val": 0, "train": 0}
-    rows: dict[str, list[str]] = {"val": [], "train": []}
     smallest = min_area_m2 or 0.0
-    for uid, split, prob, mask, gsd in outputs:
-        found, n = score_objects(prob, mask, gsd)
-        objects[split] += [o for o in found if o.matched or o.area_m2 >= smallest]
-        labelled[split] += n
-        rows[split].append(uid)
+    objects = {
+        k: [o for o in found if o.matched or o.area_m2 >= smallest]
+        for k, (found, _, _) in scored.items()
+    }
+    labelled = {k: n for k, (_, n, _) in scored.items()}
+    rows = {k: r for k, (_, _, r) in scored.items()}
     val = calibrate_min_score(objects["val"], labelled["val"], sorted(rows["val"]))
     if not val.method.startswith("default") or not rows["train"]:
         return val
@@ -502,12 +545,14 @@ def calibrate(
     areas: dict[str, float] = {}  # a label seen on several dates: its largest footprint
     for (label_id, _), area in by_date.items():
         areas[label_id] = max(areas.get(label_id, 0.0), area)
-    min_area = calibrate_min_area(areas, sorted(area_rows))
+    scored = scored_chips(outputs)
+    outline = outline_ratio([o for found, _, _ in scored.values() for o in found])
+    min_area = calibrate_min_area(areas, sorted(area_rows), outline)
     result = Calibration(
         as_of=as_of,
         lance_version=lance_version,
         thresholds={
-            "min_score": _min_score(outputs, min_area.value),
+            "min_score": _min_score(scored, min_area.value),
             "min_area_m2": min_area,
             "min_vhr_pv_score": calibrate_vhr_pv_score(spectra),
             "max_water_pvi": calibrate_water_pvi(spectra),

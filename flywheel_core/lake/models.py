@@ -71,3 +71,14 @@ def get_model(con: duckdb.DuckDBPyConnection, model_id: str) -> dict[str, Any] |
     cur = con.execute("SELECT * FROM models WHERE model_id = ?", [model_id])
     rec = cur.fetchone()
     return _decode(dict(zip([d[0] for d in cur.description], rec, strict=True))) if rec else None
+
+
+def previous_model(con: duckdb.DuckDBPyConnection, day: str) -> dict[str, Any] | None:
+    """The newest ready round model of the latest date before `day` (what a round fine-tunes)."""
+    cur = con.execute(
+        "SELECT * FROM models WHERE name LIKE 'pv-seg-%' AND name < ? AND status = 'ready' "
+        "ORDER BY name DESC, created_at DESC LIMIT 1",
+        [registry_name(day)],
+    )
+    rec = cur.fetchone()
+    return _decode(dict(zip([d[0] for d in cur.description], rec, strict=True))) if rec else None

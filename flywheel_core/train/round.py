@@ -3,8 +3,10 @@ the round's own data, and the registry row that lets the round be replayed.
 
 Steps (what a failure leaves behind in brackets):
 1. `round_of`: the round number (the k-th date with training data) and the samples up to it;
-2. `train_model`: pins the `training_data` version, trains, keeps the best val weights and writes
-   the checkpoint under `out_dir` [a run folder; nothing registered];
+2. `train_model`: pins the `training_data` version, trains (from the previous round's weights
+   when the caller passes its checkpoint: `flywheel_core.train.checkpoints.warm_start_parent`),
+   keeps the best val weights and writes the checkpoint under `out_dir` [a run folder; nothing
+   registered];
 3. `calibrate_model`: the trained model on the round's validation chips and its labelled panels'
    pixels (flywheel_core.flywheel.calibration) [still nothing registered];
 4. `registry_row`: config, Lance version, DuckLake snapshot, W&B run, encoder init and the
@@ -59,10 +61,18 @@ class TrainedRound:
 
 
 def train_round(
-    lance_uri: str, day: str, round_no: int, out_dir: Path, config: TrainConfig, name: str
+    lance_uri: str,
+    day: str,
+    round_no: int,
+    out_dir: Path,
+    config: TrainConfig,
+    name: str,
+    init_checkpoint: Path | None = None,
 ) -> TrainedRound:
-    """Steps 2 and 3 of the module docstring."""
-    result = train_model(lance_uri, TABLE, out_dir, config, run_name=name)
+    """Steps 2 and 3 of the module docstring (`init_checkpoint`: `config.init_model_id`'s)."""
+    result = train_model(
+        lance_uri, TABLE, out_dir, config, run_name=name, init_checkpoint=init_checkpoint
+    )
     model = load_model(result.checkpoint_path)
     calibration = calibrate_model(
         model.predict_proba,
@@ -111,6 +121,7 @@ def registry_row(
         "training_label_count": label_count,
         "params": params,
         "metrics": r.metrics,
+        "parent_model_id": r.config.get("init_model_id"),
         "status": "ready",
     }
 

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -75,6 +75,11 @@ class TrainConfig:
     # system, val IoU 0.00-0.10 while test scored 0.70-0.95): selecting on it picked
     # mid-schedule weights, where the end of the OneCycle schedule is the steadier choice.
     min_val_positives: int = 3
+    # The previous round's model whose weights start this round (fine-tuning, so what a round
+    # learnt carries over and a round's few new labels refine it instead of retraining from
+    # scratch); None: a fresh network. Its checkpoint is passed to `train_model`; the id here
+    # makes it part of the round's record (and of its model id).
+    init_model_id: str | None = None
     num_workers: int = 0
     seed: int = 0
     as_of_date: str | None = None
@@ -316,12 +321,16 @@ def train_model(
     config: TrainConfig,
     run_name: str,
     version: int | None = None,
+    init_checkpoint: Path | None = None,
 ) -> TrainResult:
     """Train one model on `<lance_uri>/<table>` at `version` (latest when None, then recorded).
 
-    Raises `EmptySplitError` when the train split selects nothing; empty val/test splits are
-    skipped and their metrics reported as None.
+    With `init_checkpoint` (the checkpoint of `config.init_model_id`) the network starts from its
+    weights (`warm_start`). Raises `EmptySplitError` when the train split selects nothing; empty
+    val/test splits are skipped and their metrics reported as None.
     """
+    if (init_checkpoint is None) != (config.init_model_id is None):
+        raise ValueError("init_checkpoint and config.init_model_id go together")
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     # Lightning's start-up notes (accelerators, tips) are noise in an asset's log; warnings stay
@@ -331,7 +340,7 @@ def train_model(
         chatty.setLevel(logging.WARNING)
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        return _train(lance_uri, table, Path(out_dir), config, run_name, version)
+        return _train(lance_uri, table, Path(out_dir), config, run_name, version, init_checkpoint)
     finally:
         # leave the process as we found it (Lightning's deterministic=True is process-wide)
         chatty.setLevel(level)
@@ -373,6 +382,28 @@ def build_module(dm: PVDataModule, config: TrainConfig, data_info: dict) -> PVSe
         channels=dm.channels,
         data_info=data_info,
     )
+
+
+def warm_start(model: PVSegmentationModule, checkpoint: Path, model_id: str) -> str:
+    """Load a previous model's network weights into `model`; how the network started.
+
+    The networks must match (architecture, encoder, depth, channels): a checkpoint of another
+    shape is refused with the first mismatch named, rather than silently training from scratch
+    under a record that says it fine-tuned."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "model."
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    own = model.model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    wrong = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or wrong:
+        first = missing[0] if missing else f"{wrong[0]} {tuple(weights[wrong[0]].shape)}"
+        raise ValueError(
+            f"{checkpoint} ({model_id}) does not fit this network: {len(missing)} missing and "
+            f"{len(wrong)} differently shaped tensors, first {first}"
+        )
+    model.model.load_state_dict({k: weights[k] for k in own})
+    return f"warm start from {model_id}"
 
 
 def build_trainer(
@@ -488,6 +519,7 @@ def _train(
     config: TrainConfig,
     run_name: str,
     version: int | None,
+    init_checkpoint: Path | None = None,
 ) -> TrainResult:
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -505,7 +537,11 @@ def _train(
         "bands": config.bands,
         "sizes": sizes,
     }
-    model = build_module(dm, config, data_info)
+    if init_checkpoint is None:
+        model = build_module(dm, config, data_info)
+    else:  # the encoder's weights come from the checkpoint: no pretrained lookup first
+        model = build_module(dm, replace(config, encoder_weights=None), data_info)
+        model.encoder_init = warm_start(model, init_checkpoint, str(config.init_model_id))
     val_positives = int(sum(dm.datasets["val"].positive())) if has_val else 0
     select = val_positives >= config.min_val_positives
     _log_plan(config, dm, model, val_positives, select)

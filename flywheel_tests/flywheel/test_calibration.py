@@ -207,6 +207,35 @@ def test_objects_the_area_rule_rejects_do_not_raise_the_score_bound():
 
 
 def _min_score_of(outputs, min_area):
-    from flywheel_core.flywheel.calibration import _min_score
+    from flywheel_core.flywheel.calibration import _min_score, scored_chips
 
-    return _min_score(outputs, min_area)
+    return _min_score(scored_chips(outputs), min_area)
+
+
+def test_the_area_bound_follows_the_models_outline():
+    """A model that draws its objects at 70 % of the labelled masks' area moves the area bound
+    by the same factor: the rule reads the model's outline, not the mask's."""
+    from flywheel_core.flywheel.calibration import (
+        calibrate_min_area,
+        outline_ratio,
+        scored_chips,
+    )
+
+    mask = np.zeros((100, 100), bool)
+    mask[10:40, 10:40] = True  # a 9 x 9 m labelled array (81 m²)
+    tight = np.zeros((100, 100), np.float32)
+    tight[12:37, 12:37] = 0.9  # the model's outline: 25 x 25 px of 30 x 30
+    scored = scored_chips([(f"v{i}", "val", tight, mask, GSD) for i in range(3)])
+    ratio, pairs = outline_ratio(scored["val"][0])
+    assert pairs == 3 and ratio == pytest.approx(625 / 900)
+    areas = {"a": 40.0, "b": 60.0, "c": 80.0, "d": 100.0}
+    plain = calibrate_min_area(areas)
+    scaled = calibrate_min_area(areas, outline=(ratio, pairs))
+    assert plain.value == pytest.approx(0.5 * 55.0)
+    assert scaled.value == pytest.approx(0.5 * 55.0 * 625 / 900, abs=0.01)
+    assert scaled.evidence["outline_ratio"] == pytest.approx(0.694, abs=1e-3)
+    # too few matched objects: no scaling; a wild ratio is clipped
+    assert outline_ratio(scored["val"][0][:2]) == (1.0, 2)
+    blob = np.zeros((100, 100), np.float32)
+    blob[5:45, 5:45] = 0.9  # looser than the mask: clipped to 1
+    assert outline_ratio(scored_chips([("w", "val", blob, mask, GSD)] * 3)["val"][0])[0] == 1.0

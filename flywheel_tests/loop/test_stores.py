@@ -12,8 +12,9 @@ from shapely.geometry import Point, box
 from flywheel_core.flywheel.truth_eval import label_truth
 from flywheel_core.geo.s2 import cell_from_lonlat, cell_polygon
 from flywheel_core.lake.connection import LakeConfig, lake_connection
-from flywheel_core.lake.models import get_model, latest_model, register_model
+from flywheel_core.lake.models import get_model, latest_model, previous_model, register_model
 from flywheel_core.lake.predictions import prediction_row, predictions_for, replace_predictions
+from flywheel_core.train.checkpoints import cached_checkpoint, warm_start_parent
 from flywheel_resources.object_store import ObjectStoreResource
 
 
@@ -65,6 +66,48 @@ def test_model_registry_replaces_same_id_and_finds_latest(lake):
         got["params"]["lance_versions"]["training_data"] == 7 and got["metrics"]["test/iou"] == 0.91
     )
     assert get_model(lake, "nope") is None and latest_model(lake, "pv-seg-2030-01-01") is None
+
+
+def _round_model(day: str, config: dict, status: str = "ready") -> dict:
+    return {
+        "model_id": f"pv-seg-{day}-x",
+        "name": f"pv-seg-{day}",
+        "round": 1,
+        "params": {"config": config},
+        "metrics": {},
+        "status": status,
+    }
+
+
+def test_a_round_fine_tunes_the_latest_earlier_model_of_the_same_shape(lake, tmp_path):
+    net = {"arch": "Unet", "encoder_name": "resnet18", "encoder_depth": 3,
+           "decoder_channels": [64, 32, 16], "bands": "vhr"}  # fmt: skip
+    assert previous_model(lake, "2024-06-01") is None
+    assert warm_start_parent(None, net)[0] is None
+    register_model(lake, _round_model("2024-05-01", net))
+    register_model(lake, _round_model("2024-06-01", net))
+    register_model(lake, _round_model("2024-06-15", net, status="failed"))
+    register_model(lake, _round_model("2024-07-01", net))  # later: never a parent
+    prev = previous_model(lake, "2024-07-01")
+    assert prev["model_id"] == "pv-seg-2024-06-01-x"
+    assert previous_model(lake, "2024-06-01")["model_id"] == "pv-seg-2024-05-01-x"
+    assert warm_start_parent(prev, {**net, "decoder_channels": (64, 32, 16)}) == (
+        "pv-seg-2024-06-01-x",
+        "fine-tuning pv-seg-2024-06-01-x (the previous round's model)",
+    )
+    parent, why = warm_start_parent(prev, {**net, "bands": "vhr+msi"})
+    assert parent is None and "bands='vhr'" in why and "fresh network" in why
+    # the checkpoint is fetched from the store once, then read from the cache
+    store = ObjectStoreResource(root=str(tmp_path / "objects")).store()
+    src = tmp_path / "w.ckpt"
+    src.write_bytes(b"weights")
+    store.put(src, "models/pv-seg-2024-06-01-x/model.ckpt")
+    got = cached_checkpoint(store, "pv-seg-2024-06-01-x", tmp_path / "cache")
+    assert got == tmp_path / "cache" / "pv-seg-2024-06-01-x" / "model.ckpt"
+    (tmp_path / "objects" / "models" / "pv-seg-2024-06-01-x" / "model.ckpt").unlink()
+    assert cached_checkpoint(store, "pv-seg-2024-06-01-x", tmp_path / "cache").read_bytes() == (
+        b"weights"
+    )
 
 
 def test_predictions_are_replaced_per_model_cell_date(lake):

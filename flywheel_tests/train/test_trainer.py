@@ -234,3 +234,44 @@ def test_a_round_with_few_labels_learns(tmp_path):
     m = result.metrics
     assert m["train/samples"] == 8 and m["steps_run"] <= cfg.steps
     assert m["train/iou"] >= 0.5, (m, result.history)
+
+
+def test_a_warm_start_begins_from_the_previous_models_weights(pv_table, tmp_path):
+    cfg = TrainConfig.tiny(steps=8, val_every=4)
+    first = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path / "a", cfg, "a")
+    # lr 0: the optimiser moves nothing, so the network keeps the weights it started from
+    frozen = replace(cfg, lr=0.0, seed=7, init_model_id="pv-seg-a")
+    warm = train_model(
+        pv_table.lancedb_uri,
+        pv_table.table,
+        tmp_path / "b",
+        frozen,
+        "b",
+        init_checkpoint=first.checkpoint_path,
+    )
+    assert warm.encoder_init == "warm start from pv-seg-a"
+    assert warm.config["init_model_id"] == "pv-seg-a"
+    pa = dict(load_model(first.checkpoint_path).named_parameters())
+    pb = dict(load_model(warm.checkpoint_path).named_parameters())
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    fresh = replace(cfg, lr=0.0, seed=7)
+    cold = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path / "c", fresh, "c")
+    pc = dict(load_model(cold.checkpoint_path).named_parameters())
+    assert not all(torch.equal(pa[k], pc[k]) for k in pa)
+
+
+def test_a_warm_start_refuses_a_checkpoint_of_another_network(pv_table, tmp_path):
+    cfg = TrainConfig.tiny(steps=4, val_every=4)
+    first = train_model(pv_table.lancedb_uri, pv_table.table, tmp_path / "a", cfg, "a")
+    deeper = replace(cfg, encoder_depth=3, decoder_channels=(16, 8, 8), init_model_id="a")
+    with pytest.raises(ValueError, match="does not fit this network"):
+        train_model(
+            pv_table.lancedb_uri,
+            pv_table.table,
+            tmp_path / "b",
+            deeper,
+            "b",
+            init_checkpoint=first.checkpoint_path,
+        )
+    with pytest.raises(ValueError, match="go together"):
+        train_model(pv_table.lancedb_uri, pv_table.table, tmp_path / "c", deeper, "c")
