@@ -17,5 +17,5 @@ def preview_metadata(
     path = save(img, Path(previews_dir) / asset / f"{part.cell}_{part.date.isoformat()}.png")
     return {
         "preview": MetadataValue.md(markdown_image(img, f"{asset} {part.key}")),
-        "preview_path": MetadataValue.path(str(path)),
+        "preview_path": MetadataValue.path(str(path.resolve())),
     }

@@ -12,14 +12,17 @@ and how to fix it (the `flywheel cells add` command, the valid date range).
 
 from __future__ import annotations
 
+import warnings
 from datetime import date
 from typing import TYPE_CHECKING
 
 from dagster import (
+    BetaWarning,
     DailyPartitionsDefinition,
     DynamicPartitionsDefinition,
     MonthlyPartitionsDefinition,
     MultiPartitionsDefinition,
+    MultiToSingleDimensionPartitionMapping,
     TimeWindowPartitionsDefinition,
     WeeklyPartitionsDefinition,
 )
@@ -36,13 +39,28 @@ S2_CELLS_NAME = "s2_cells"
 s2_cells = DynamicPartitionsDefinition(name=S2_CELLS_NAME)
 
 
+def by_date() -> MultiToSingleDimensionPartitionMapping:
+    """`cell × date` partitions to their `date` (a date-partitioned asset reads every cell of it).
+
+    Dagster marks this mapping beta and warns at each construction: at every load of the code
+    location and again in each run's step process, three times per run. The project pins its
+    Dagster version and `flywheel_tests/test_definitions.py` checks the mapping's upstream
+    partitions, so the warning is silenced here, for this class's construction only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        return MultiToSingleDimensionPartitionMapping("date")
+
+
 def date_partitions(settings: Settings) -> TimeWindowPartitionsDefinition:
+    """The date dimension: `date_grain` windows from `start_date` to `end_date` (exclusive; open
+    when None, up to the last window that has ended)."""
     start = settings.start_date.isoformat()
+    end = settings.end_date.isoformat() if settings.end_date else None
     if settings.date_grain == "daily":
-        return DailyPartitionsDefinition(start_date=start)
+        return DailyPartitionsDefinition(start_date=start, end_date=end)
     if settings.date_grain == "weekly":
-        return WeeklyPartitionsDefinition(start_date=start, fmt="%Y-%m-%d")
-    return MonthlyPartitionsDefinition(start_date=start, fmt="%Y-%m-%d")
+        return WeeklyPartitionsDefinition(start_date=start, end_date=end, fmt="%Y-%m-%d")
+    return MonthlyPartitionsDefinition(start_date=start, end_date=end, fmt="%Y-%m-%d")
 
 
 def cell_date_partitions(settings: Settings) -> MultiPartitionsDefinition:
@@ -66,7 +84,7 @@ def _cell_problem(instance: DagsterInstance, cell: str, level: int) -> str | Non
 def check_date_key(text: str, settings: Settings = SETTINGS) -> date:
     """The date of an existing date partition; a PartitionKeyError naming the valid range."""
     keys = date_partitions(settings).get_partition_keys()
-    problem = date_key_problem(text, keys, settings.date_grain)
+    problem = date_key_problem(text, keys, settings.date_grain, settings.end_date)
     if problem:
         raise PartitionKeyError(f"partition date {text!r}: {problem}")
     return date.fromisoformat(text)
@@ -85,7 +103,7 @@ def check_partition_key(
         p
         for p in (
             _cell_problem(instance, cell, settings.s2_level),
-            date_key_problem(day, keys, settings.date_grain),
+            date_key_problem(day, keys, settings.date_grain, settings.end_date),
         )
         if p
     ]

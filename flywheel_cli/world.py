@@ -288,7 +288,9 @@ def generate(
     out = out_dir if out_dir is not None else settings.world_dir
     check_world_size(len(tokens) or n_cells, len(dates))  # before laying out a single cell
     today = datetime.now(UTC).date()
-    for warning in dates_outside(dates, settings.start_date, settings.date_grain, today):
+    for warning in dates_outside(
+        dates, settings.start_date, settings.date_grain, today, settings.end_date
+    ):
         click.echo(f"warning: {warning}", err=True)
     if tokens:
         cells = tokens

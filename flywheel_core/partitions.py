@@ -78,7 +78,9 @@ def window_start(day: date, grain: str) -> date:
     raise ValueError(f"unknown date grain {grain!r}")
 
 
-def date_key_problem(text: str, keys: Sequence[str], grain: str) -> str | None:
+def date_key_problem(
+    text: str, keys: Sequence[str], grain: str, end: date | None = None
+) -> str | None:
     """What is wrong with `text` as a date partition key, given the sorted existing `keys`.
 
     None when it is one of them. Otherwise one sentence that says which way it is off and the
@@ -97,6 +99,8 @@ def date_key_problem(text: str, keys: Sequence[str], grain: str) -> str | None:
         return None
     if text < keys[0]:
         return f"date {text} is before the first partition (FLYWHEEL_START_DATE); {valid}"
+    if text > keys[-1] and end is not None and day >= end:
+        return f"date {text} is on or after FLYWHEEL_END_DATE ({end}); {valid}"
     if text > keys[-1]:
         window = window_start(day, grain)
         ends = window_end(window, grain)
@@ -108,14 +112,22 @@ def date_key_problem(text: str, keys: Sequence[str], grain: str) -> str | None:
     return f"date {text} is not a partition key: the {grain} partition holding it is {below}"
 
 
-def check_world_date(day: date, start: date, grain: str, today: date) -> str | None:
-    """Why a world date can never be a materialized partition (before the start), or None.
+def check_world_date(
+    day: date, start: date, grain: str, today: date, end: date | None = None
+) -> str | None:
+    """Why a world date can never be a materialized partition (before the start, or on or after
+    the end), or None.
 
     A date in a window that has not ended yet is fine for a world: it becomes a partition later.
     """
     if window_start(day, grain) < start:
         return (
             f"{day} is before FLYWHEEL_START_DATE ({start}): no {grain} partition holds it, so "
+            "its scenes can never be materialized"
+        )
+    if end is not None and day >= end:
+        return (
+            f"{day} is on or after FLYWHEEL_END_DATE ({end}): no {grain} partition holds it, so "
             "its scenes can never be materialized"
         )
     if day > today:

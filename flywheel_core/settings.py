@@ -37,6 +37,10 @@ class ChipSettings:
             raise ValueError(f"chip GSD must be positive, got {self.gsd_m}")
 
 
+def _optional_date(text: str) -> date | None:
+    return None if text.strip().lower() in ("", "none") else date.fromisoformat(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where data lives and how partitions are indexed."""
@@ -49,7 +53,11 @@ class Settings:
     s2_level: int = 15
     h3_resolution: int = 11
     date_grain: str = "monthly"
+    # The date dimension: [start_date, end_date). Set the end where the imagery ends, so the UI's
+    # fill bar and partition list show the dates that have imagery; None (the default, or
+    # FLYWHEEL_END_DATE=none): open, up to the last window that has ended
     start_date: date = date(2024, 1, 1)
+    end_date: date | None = None
     chips: ChipSettings = field(default_factory=ChipSettings)
     split_level: int | None = None  # S2 level of train/val/test blocks; None: one below the cells
 
@@ -62,6 +70,11 @@ class Settings:
             raise ValueError(f"S2 level must be in 1..30, got {self.s2_level}")
         if not 0 <= self.h3_resolution <= 15:
             raise ValueError(f"H3 resolution must be in 0..15, got {self.h3_resolution}")
+        if self.end_date is not None and self.end_date <= self.start_date:
+            raise ValueError(
+                f"FLYWHEEL_END_DATE ({self.end_date}) must be after FLYWHEEL_START_DATE "
+                f"({self.start_date})"
+            )
         if self.date_grain not in ("daily", "weekly", "monthly"):
             raise ValueError(
                 f"date grain must be daily, weekly or monthly, got {self.date_grain!r}"
@@ -83,6 +96,7 @@ class Settings:
             h3_resolution=int(_env("FLYWHEEL_H3_RESOLUTION", "11")),
             date_grain=_env("FLYWHEEL_DATE_GRAIN", "monthly"),
             start_date=date.fromisoformat(_env("FLYWHEEL_START_DATE", "2024-01-01")),
+            end_date=_optional_date(_env("FLYWHEEL_END_DATE", "none")),
             chips=ChipSettings(
                 size_px=int(_env("FLYWHEEL_CHIP_SIZE", "256")),
                 overlap_px=int(_env("FLYWHEEL_CHIP_OVERLAP", "0")),

@@ -78,6 +78,37 @@ def test_every_asset_but_the_model_is_partitioned_by_cell_and_date():
         assert [d.name for d in pdef.partitions_defs] == ["cell", "date"]
 
 
+def test_the_date_assets_read_every_cell_of_their_date():
+    from dagster import MultiToSingleDimensionPartitionMapping
+
+    graph = defs.resolve_asset_graph()
+    for child, parent in (
+        ("model_checkpoint", "training_data"),
+        ("predictions", "model_checkpoint"),
+    ):
+        mapping = graph.get_partition_mapping(AssetKey(child), AssetKey(parent))
+        assert isinstance(mapping, MultiToSingleDimensionPartitionMapping), (child, mapping)
+        assert mapping.partition_dimension_name == "date"
+
+
+def test_the_code_location_loads_without_warnings():
+    """No beta, preview or deprecation warning when Dagster loads the definitions (they print at
+    every load of the code location and in every run's step process)."""
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import flywheel_assets.definitions\n"
+        "for w in seen:\n"
+        "    print(type(w.message).__name__, w.filename, w.message)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "", out.stdout
+
+
 def test_label_sensor_is_registered():
     assert [s.name for s in defs.sensors] == ["label_snapshot_sensor"]
 

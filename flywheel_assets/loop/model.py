@@ -19,11 +19,10 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    MultiToSingleDimensionPartitionMapping,
     asset,
 )
 
-from flywheel_assets.partitions import SETTINGS, date_partitions
+from flywheel_assets.partitions import SETTINGS, by_date, date_partitions
 from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.lake.models import previous_model, register_model, registry_name
 from flywheel_core.lake.report import active_label_count
@@ -57,9 +56,7 @@ class ModelConfig(Config):
 
 @asset(
     partitions_def=date_only,
-    deps=[
-        AssetDep("training_data", partition_mapping=MultiToSingleDimensionPartitionMapping("date"))
-    ],
+    deps=[AssetDep("training_data", partition_mapping=by_date())],
     group_name="loop",
     pool="gpu",
     kinds={"pytorch", "ducklake"},

@@ -14,13 +14,12 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
-    MultiToSingleDimensionPartitionMapping,
     asset,
 )
 from shapely import wkb
 
 from flywheel_assets.metadata import preview_metadata
-from flywheel_assets.partitions import SETTINGS, cell_date
+from flywheel_assets.partitions import SETTINGS, by_date, cell_date
 from flywheel_assets.resources import ImageryResource
 from flywheel_assets.scenes import partition_scene
 from flywheel_core.geo.s2 import cell_polygon
@@ -84,9 +83,7 @@ def _prediction_rows(
 @asset(
     partitions_def=cell_date,
     deps=[
-        AssetDep(
-            "model_checkpoint", partition_mapping=MultiToSingleDimensionPartitionMapping("date")
-        ),
+        AssetDep("model_checkpoint", partition_mapping=by_date()),
         "vhr_chips",
         "msi_chips",
     ],

@@ -36,8 +36,10 @@ def check_world_size(n_cells: int, n_dates: int | None = None) -> None:
         )
 
 
-def dates_outside(days: list[date], start: date, grain: str, today: date) -> list[str]:
+def dates_outside(
+    days: list[date], start: date, grain: str, today: date, end: date | None = None
+) -> list[str]:
     """One warning per date that no partition will ever hold (see `check_world_date`)."""
     from flywheel_core.partitions import check_world_date
 
-    return [w for d in days if (w := check_world_date(d, start, grain, today))]
+    return [w for d in days if (w := check_world_date(d, start, grain, today, end))]

@@ -1,5 +1,7 @@
 """`seed_labels`, `vhr_chips` and `msi_chips` materialized by Dagster on the tiny world."""
 
+from pathlib import Path
+
 import geopandas as gpd
 import lancedb
 import pytest
@@ -47,6 +49,10 @@ def test_all_checks_pass_and_previews_exist(env, first_run):
         mat = first_run.asset_materializations_for_node(name)[0]
         assert mat.metadata["preview"].value.startswith("![")
         assert (env["root"] / "previews" / name / f"{TINY_CELL}_{LATE}.png").stat().st_size > 1000
+        path = Path(mat.metadata["preview_path"].value)  # absolute, as every other path
+        assert path.is_absolute() and path.is_file(), path
+    coverage = first_run.asset_materializations_for_node("vhr_chips")[0].metadata["cell_coverage"]
+    assert coverage.value == round(coverage.value, 4)  # a figure a person reads, not 1.0000000002
 
 
 def test_seed_labels_are_the_seeds_that_touch_the_cell(env, first_run):

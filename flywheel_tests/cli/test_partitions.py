@@ -7,7 +7,7 @@ Dagster itself does, so the check is what stands between the user and it).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -26,6 +26,7 @@ from flywheel_assets.resources import build_resources
 from flywheel_cli.main import EXIT_ERROR, cli
 from flywheel_core.geo.s2 import cell_from_lonlat
 from flywheel_core.partitions import PartitionKeyError
+from flywheel_core.settings import Settings
 
 CELL = cell_from_lonlat(11.58, 48.14, 15)
 OTHER = cell_from_lonlat(12.5, 47.5, 15)
@@ -87,9 +88,31 @@ def test_both_parts_wrong_are_both_named(home):
 
 
 def test_the_current_month_is_not_yet_a_partition():
-    this_month = datetime.now(UTC).date().replace(day=1).isoformat()
+    """With the date dimension open (FLYWHEEL_END_DATE=none) it runs to the last ended window."""
+    open_ended = Settings.from_env().with_(end_date=None)
+    this_month = datetime.now(UTC).date().replace(day=1)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    assert check_date_key(last_month.isoformat(), open_ended) == last_month
     with pytest.raises(PartitionKeyError, match="after the last complete partition"):
-        check_date_key(this_month)
+        check_date_key(this_month.isoformat(), open_ended)
+
+
+def test_the_date_dimension_ends_with_the_imagery(monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_START_DATE", "2024-05-01")
+    monkeypatch.setenv("FLYWHEEL_END_DATE", "2024-08-01")
+    settings = Settings.from_env()
+    assert date_partitions(settings).get_partition_keys() == [
+        "2024-05-01",
+        "2024-06-01",
+        "2024-07-01",
+    ]
+    with pytest.raises(PartitionKeyError, match="on or after FLYWHEEL_END_DATE"):
+        check_date_key("2024-08-01", settings)
+    monkeypatch.setenv("FLYWHEEL_END_DATE", "2024-04-01")
+    with pytest.raises(ValueError, match="must be after FLYWHEEL_START_DATE"):
+        Settings.from_env()
+    monkeypatch.setenv("FLYWHEEL_END_DATE", "none")
+    assert Settings.from_env().end_date is None
 
 
 def test_partitions_check_cli(home):

@@ -55,18 +55,26 @@ def test_generate_world_refuses_too_many_cells_too(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_a_date_before_the_start_is_warned_at_generate(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLYWHEEL_START_DATE", "2024-01-01")
+@pytest.mark.parametrize(
+    ("setting", "value", "day", "why"),
+    [
+        ("FLYWHEEL_START_DATE", "2024-01-01", "2023-06-01", "is before FLYWHEEL_START_DATE"),
+        ("FLYWHEEL_END_DATE", "2024-08-01", "2024-09-01", "is on or after FLYWHEEL_END_DATE"),
+    ],
+)
+def test_a_date_outside_the_partitions_is_warned_at_generate(
+    tmp_path, monkeypatch, setting, value, day, why
+):
+    monkeypatch.setenv(setting, value)
     out = tmp_path / "w"
     result = CliRunner().invoke(
-        cli,
-        ["world", "generate", "--cell", TINY_CELL, "--dates", "2023-06-01", "--out", str(out)],
+        cli, ["world", "generate", "--cell", TINY_CELL, "--dates", day, "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert warnings == [
-        "warning: 2023-06-01 is before FLYWHEEL_START_DATE (2024-01-01): no monthly partition "
-        "holds it, so its scenes can never be materialized"
+        f"warning: {day} {why} ({value}): no monthly partition holds it, so its scenes can "
+        "never be materialized"
     ]
     assert (out / "world.json").exists()  # a warning, not a refusal: the world is still made
 
