@@ -44,8 +44,8 @@ def by_date() -> MultiToSingleDimensionPartitionMapping:
 
     Dagster marks this mapping beta and warns at each construction: at every load of the code
     location and again in each run's step process, three times per run. The project pins its
-    Dagster version and `flywheel_tests/test_definitions.py` checks the mapping's upstream
-    partitions, so the warning is silenced here, for this class's construction only."""
+    Dagster version and `flywheel_tests/test_definitions.py` checks that both date-partitioned
+    dependencies use this mapping, so the warning is silenced here, for its construction only."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)
         return MultiToSingleDimensionPartitionMapping("date")

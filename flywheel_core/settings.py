@@ -62,6 +62,11 @@ class Settings:
     split_level: int | None = None  # S2 level of train/val/test blocks; None: one below the cells
 
     @property
+    def model_cache_dir(self) -> Path:
+        """Where registered models' checkpoints are cached locally (`train.checkpoints`)."""
+        return self.data_dir / "cache" / "models"
+
+    @property
     def split_block_level(self) -> int:
         return self.split_level if self.split_level is not None else min(self.s2_level + 1, 30)
 

@@ -138,7 +138,7 @@ def _store_and_record(
             "chips": len(rows),
             "source": imagery.vhr_source,
             "scene": found.scene_id if found else "none",
-            "cell_coverage": round(float(found.scene.coverage), 4) if found else 0.0,
+            "cell_coverage": round(found.scene.coverage, 4) if found else 0.0,
             "chip_size_px": SETTINGS.chips.size_px,
             "gsd_m": float(rows[0]["gsd_m"]) if rows else 0.0,
             **preview_metadata(img, imagery.previews_dir, "vhr_chips", part),

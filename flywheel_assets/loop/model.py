@@ -10,6 +10,7 @@ multi-partitioned upstream, hence the version pin as the exact record of what wa
 The steps (train, calibrate, registry row) are flywheel_core.train.round's.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 from dagster import (
@@ -27,13 +28,12 @@ from flywheel_core.lake.labels import current_snapshot_id
 from flywheel_core.lake.models import previous_model, register_model, registry_name
 from flywheel_core.lake.report import active_label_count
 from flywheel_core.preview import markdown_image, save
-from flywheel_core.train.checkpoints import cached_checkpoint, warm_start_parent
+from flywheel_core.train.checkpoints import cached_checkpoint, checkpoint_key, warm_start_parent
 from flywheel_resources.ducklake import DuckLakeResource
 from flywheel_resources.lancedb_io import LanceDBResource
 from flywheel_resources.object_store import ObjectStoreResource
 
 date_only = date_partitions(SETTINGS)
-CHECKPOINT_CACHE = SETTINGS.data_dir / "cache" / "models"
 
 
 class ModelConfig(Config):
@@ -93,9 +93,10 @@ def model_checkpoint(
         snapshot = current_snapshot_id(con)
         label_count = active_label_count(con)
         previous = previous_model(con, day) if config.warm_start else None
-    parent, why = warm_start_parent(previous, round_config(day, round_no, overrides).to_dict())
-    train_config = round_config(day, round_no, {**overrides, "init_model_id": parent})
-    init = cached_checkpoint(objects.store(), parent, CHECKPOINT_CACHE) if parent else None
+    train_config = round_config(day, round_no, overrides)
+    parent, why = warm_start_parent(previous, train_config.to_dict())
+    train_config = replace(train_config, init_model_id=parent)
+    init = cached_checkpoint(objects.store(), parent, SETTINGS.model_cache_dir) if parent else None
     name = registry_name(day)
     context.log.info(f"round {round_no}: training {name} on {n_samples} samples up to {day}; {why}")
     trained = train_round(
@@ -105,7 +106,7 @@ def model_checkpoint(
         trained, lance_uri=lancedb.uri, day=day, snapshot=snapshot, label_count=label_count
     )
     row["checkpoint_uri"] = objects.store().put(
-        Path(trained.result.checkpoint_path), f"models/{row['model_id']}/model.ckpt"
+        Path(trained.result.checkpoint_path), checkpoint_key(row["model_id"])
     )
     with ducklake.connect() as con:
         register_model(con, row)

@@ -56,7 +56,7 @@ def _load_model(store: Any, gpu: GPUResource, model_id: str) -> Any:
     """The registered model's weights, fetched once into the local cache, on the GPU resource."""
     from flywheel_core.train.trainer import load_model  # lightning: imported by the step only
 
-    cache = cached_checkpoint(store, model_id, SETTINGS.data_dir / "cache" / "models")
+    cache = cached_checkpoint(store, model_id, SETTINGS.model_cache_dir)
     return gpu.load("pv-seg", model_id, lambda dev, dtype: load_model(cache).to(dev))
 
 

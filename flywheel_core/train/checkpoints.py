@@ -28,6 +28,11 @@ def cached_checkpoint(store: ObjectStore, model_id: str, cache_root: Path) -> Pa
     return cache
 
 
+def _comparable(value: Any) -> Any:
+    """A config value as stored (JSON turns tuples into lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def warm_start_parent(
     previous: dict[str, Any] | None, config: dict[str, Any]
 ) -> tuple[str | None, str]:
@@ -37,10 +42,8 @@ def warm_start_parent(
         return None, "no earlier round's model: training a fresh network"
     theirs = previous.get("params", {}).get("config", {})
     for name in NETWORK_FIELDS:
-        a, b = theirs.get(name), config.get(name)
-        if (list(a) if isinstance(a, tuple | list) else a) != (
-            list(b) if isinstance(b, tuple | list) else b
-        ):
+        a, b = _comparable(theirs.get(name)), _comparable(config.get(name))
+        if a != b:
             return None, (
                 f"previous model {previous['model_id']} has {name}={a!r}, this round {b!r}: "
                 "training a fresh network"

@@ -15,7 +15,8 @@ from flywheel_assets.loop.predictions import predictions
 from flywheel_assets.masks.assets import sam_masks, training_data
 from flywheel_core.infer.msi_channels import MSI_CHANNELS
 from flywheel_core.lake.connection import LakeConfig, lake_connection
-from flywheel_core.lake.models import latest_model, registry_name
+from flywheel_core.lake.models import get_model, latest_model, register_model, registry_name
+from flywheel_core.train.checkpoints import checkpoint_key
 from flywheel_core.train.trainer import TrainConfig, train_model
 from flywheel_tests.fixtures.world import TINY_CELL, TINY_DATES
 
@@ -210,3 +211,37 @@ def test_a_vhr_msi_round_predicts_and_backfills(env, msi_round):
     assert n_log == len(metrics)  # every detection of this model got a backfill decision
     bf = loop.asset_materializations_for_node("validated_backfill")[0].metadata
     assert bf["model_id"].value == model_id
+
+
+def test_a_round_fine_tunes_the_previous_rounds_model(env, chain, tmp_path):
+    """A model registered for an earlier date (the chain's own weights, re-registered there) is
+    the next round's starting point; `warm_start: false` trains a fresh network."""
+    trained, _ = chain
+    vhr_id = trained.asset_materializations_for_node("model_checkpoint")[0].metadata["model_id"]
+    store = env["resources"]["objects"].store()
+    parent_id = "pv-seg-2021-01-01-parent"
+    with lake_connection(_lake(env)) as con:
+        parent = get_model(con, vhr_id.value)
+        register_model(con, {**parent, "model_id": parent_id, "name": "pv-seg-2021-01-01"})
+    weights = store.get(checkpoint_key(vhr_id.value), tmp_path / "parent.ckpt")
+    store.put(weights, checkpoint_key(parent_id))
+    short = {"steps": 5, "batch_size": 4, "val_every": 5}
+    for warm in (True, False):
+        run = materialize(
+            ALL,
+            selection=[model_checkpoint],
+            partition_key=LATE,
+            instance=env["instance"],
+            resources=env["resources"],
+            run_config={"ops": {"model_checkpoint": {"config": {**short, "warm_start": warm}}}},
+        )
+        meta = run.asset_materializations_for_node("model_checkpoint")[0].metadata
+        with lake_connection(_lake(env)) as con:
+            row = get_model(con, meta["model_id"].value)
+        if warm:
+            assert meta["encoder_init"].value == f"warm start from {parent_id}"
+            assert row["parent_model_id"] == parent_id
+            assert row["params"]["config"]["init_model_id"] == parent_id
+        else:
+            assert not meta["encoder_init"].value.startswith("warm start")
+            assert row["parent_model_id"] is None

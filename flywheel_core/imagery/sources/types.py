@@ -151,11 +151,13 @@ class Choice:
 
 
 def cell_coverage(footprint: BaseGeometry, cell: str) -> float:
-    """Fraction of the cell's area inside a footprint (both EPSG:4326)."""
+    """Fraction of the cell's area inside a footprint (both EPSG:4326), in [0, 1]: a footprint
+    covering the whole cell intersects it in the cell's own polygon, whose area can round to a
+    hair above the cell's (1.0000000000000002 on 240 of 3,600 sampled cells)."""
     area = cell_polygon(cell)
     if not footprint.intersects(area) or area.area == 0:
         return 0.0
-    return float(footprint.intersection(area).area / area.area)
+    return min(1.0, float(footprint.intersection(area).area / area.area))
 
 
 class ImagerySource(ABC):
